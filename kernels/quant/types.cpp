@@ -1,0 +1,1 @@
+#include "kernels/quant/types.h"
