@@ -1,0 +1,71 @@
+#include "runtime/ops.h"
+
+#include <cmath>
+
+namespace slm::ops {
+
+void rmsnorm(float* out, const float* x, const float* w, int64_t n, float eps) {
+  // Sum of squares in double: n is up to 8192 and this keeps the norm exact to float precision.
+  double ss = 0;
+  for (int64_t i = 0; i < n; ++i) ss += double(x[i]) * double(x[i]);
+  const float scale = float(1.0 / std::sqrt(ss / double(n) + double(eps)));
+  for (int64_t i = 0; i < n; ++i) out[i] = x[i] * scale * w[i];
+}
+
+size_t rope_table_floats(int64_t n_pos, int64_t n_rot) { return size_t(n_pos) * size_t(n_rot / 2) * 2; }
+
+void rope_table_init(RopeTable& t, const ModelConfig& c, int64_t n_pos) {
+  t.n_pos = n_pos;
+  t.n_pairs = c.n_rot / 2;
+  // Angles in double: theta^(-2j/n_rot) / divisor_j * pos. llama.cpp uses a running float
+  // product; the difference is ~1e-6 relative in the angle, below everything else we compare.
+  for (int64_t j = 0; j < t.n_pairs; ++j) {
+    const double inv = std::pow(double(c.rope_theta), -2.0 * double(j) / double(c.n_rot)) /
+                       double(c.rope_divisors[size_t(j)]);
+    for (int64_t p = 0; p < n_pos; ++p) {
+      const double a = double(p) * inv;
+      float* e = t.data + (size_t(p) * size_t(t.n_pairs) + size_t(j)) * 2;
+      e[0] = float(std::cos(a));
+      e[1] = float(std::sin(a));
+    }
+  }
+}
+
+void rope_apply(float* x, int64_t n_heads, int64_t head_dim, int64_t n_rot, RopeStyle style,
+                const RopeTable& t, int64_t pos) {
+  const float* cs = t.data + size_t(pos) * size_t(t.n_pairs) * 2;
+  const int64_t half = n_rot / 2;
+  for (int64_t h = 0; h < n_heads; ++h) {
+    float* v = x + h * head_dim;
+    for (int64_t j = 0; j < half; ++j) {
+      const int64_t i0 = style == RopeStyle::Interleaved ? 2 * j : j;
+      const int64_t i1 = style == RopeStyle::Interleaved ? 2 * j + 1 : j + half;
+      const float c = cs[2 * j], s = cs[2 * j + 1];
+      const float a = v[i0], b = v[i1];
+      v[i0] = a * c - b * s;
+      v[i1] = a * s + b * c;
+    }
+  }
+}
+
+void swiglu(float* y, const float* g, const float* u, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] = g[i] / (1.f + std::exp(-g[i])) * u[i];
+}
+
+void add_inplace(float* x, const float* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) x[i] += y[i];
+}
+
+void softmax(float* x, int64_t n) {
+  float mx = x[0];
+  for (int64_t i = 1; i < n; ++i) mx = std::max(mx, x[i]);
+  double sum = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    x[i] = std::exp(x[i] - mx);
+    sum += x[i];
+  }
+  const float inv = float(1.0 / sum);
+  for (int64_t i = 0; i < n; ++i) x[i] *= inv;
+}
+
+}  // namespace slm::ops

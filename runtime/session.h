@@ -1,0 +1,63 @@
+// Session: one sequence being evaluated — its KV cache, position and activation buffers, all
+// allocated once at construction; eval() runs the forward pass (runtime/forward.cpp) over a
+// batch of tokens with no allocation on the decode path.
+#pragma once
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "kernels/cpu/linear.h"
+#include "runtime/model.h"
+#include "runtime/ops.h"
+
+namespace slm {
+
+struct SessionOptions {
+  int64_t n_ctx = 4096;    // KV cache length (tokens)
+  int64_t max_batch = 64;  // tokens per forward call; longer prompts are split
+  // Activation precision of the matrix kernels: LlamaCpp (8-bit activation blocks, fast) or F32.
+  cpu::ActPrecision precision = cpu::ActPrecision::LlamaCpp;
+};
+
+class Session {
+ public:
+  Session(const Model& model, const SessionOptions& opts);
+
+  // Appends `tokens` at positions n_past()..; computes the logits of the last token, or of every
+  // token when `all_logits` (then all_logits() holds tokens.size() rows of n_vocab).
+  // Throws slm::Error if a token id is out of range or the context would overflow.
+  void eval(std::span<const int32_t> tokens, bool all_logits = false);
+
+  const float* last_logits() const { return last_logits_; }
+  const std::vector<float>& all_logits() const { return all_logits_; }
+  int64_t n_past() const { return n_past_; }
+  int64_t n_ctx() const { return opts_.n_ctx; }
+  int64_t n_vocab() const { return model_.config().n_vocab; }
+  void reset() { n_past_ = 0; }
+  size_t kv_bytes() const { return (k_cache_.size() + v_cache_.size()) * sizeof(float); }
+  size_t scratch_bytes() const;
+  const Model& model() const { return model_; }
+
+ private:
+  void forward_batch(const int32_t* tokens, int64_t n, float* logits_out, bool logits_all_rows);
+  void linear(const WeightTensor& w, const float* x, int64_t m, float* y);
+
+  const Model& model_;
+  SessionOptions opts_;
+  int64_t n_past_ = 0;
+
+  std::vector<float> k_cache_, v_cache_;  // [layer][pos][kv_dim]
+  std::vector<float> rope_storage_;
+  ops::RopeTable rope_;
+
+  // Activations for up to max_batch tokens (row-major [token][features]).
+  std::vector<float> x_, xb_, q_, k_, v_, att_, ffn_g_, ffn_u_;
+  std::vector<float> scores_;  // [n_threads][n_ctx]
+  std::vector<float> logits_;  // [max_batch][n_vocab]
+  std::vector<float> all_logits_;
+  const float* last_logits_ = nullptr;
+  cpu::Workspace ws_;
+  int max_threads_ = 1;
+};
+
+}  // namespace slm
