@@ -15,14 +15,19 @@
 
 namespace slm::gguf {
 
+namespace detail {
+class Sink;  // byte destination of the Writer (gguf.cpp)
+}
+
 enum class ValueType : uint32_t {
   U8 = 0, I8 = 1, U16 = 2, I16 = 3, U32 = 4, I32 = 5, F32 = 6, BOOL = 7,
   STRING = 8, ARRAY = 9, U64 = 10, I64 = 11, F64 = 12,
 };
 std::string_view value_type_name(ValueType t);
 
-// One metadata value. Scalars are widened into u/i/f; strings and string arrays are views into
-// the file mapping (reader) or into owned storage (values built for the writer).
+// One metadata value. Scalars are widened into u/i/f; strings are copied out of the file. `type`
+// (and `elem_type` for arrays) keep the exact on-disk type so a read-then-write round trip is
+// byte-identical. BOOL keeps its raw byte in u (any non-zero byte means true).
 struct Value {
   ValueType type = ValueType::U32;
   uint64_t u = 0;              // U8/U16/U32/U64/BOOL
@@ -34,7 +39,8 @@ struct Value {
 
   bool is_int() const;
   bool is_float() const;
-  // Integer value of any integer type; nullopt for non-integers or u64 values > INT64_MAX.
+  // Integer value of any integer type (BOOL reads as 0/1); nullopt for other types or u64 values
+  // > INT64_MAX.
   std::optional<int64_t> as_int() const;
   // Numeric value of an int or float type.
   std::optional<double> as_double() const;
@@ -82,7 +88,8 @@ class File {
   std::optional<int64_t> get_int(std::string_view key) const;
   std::optional<double> get_float(std::string_view key) const;
   std::optional<std::string> get_string(std::string_view key) const;
-  // STRING array (e.g. tokenizer.ggml.tokens); nullptr if absent or of another type.
+  // Elements of an ARRAY value of any element type (e.g. tokenizer.ggml.tokens); nullptr if absent
+  // or not an array.
   const std::vector<Value>* get_array(std::string_view key) const;
 
   const std::vector<TensorInfo>& tensors() const { return tensors_; }
@@ -108,10 +115,13 @@ class File {
 // zero padding to the alignment, then each tensor's data padded to the alignment, in info order.
 class Writer {
  public:
-  void set(std::string key, Value v);             // replaces an existing key in place
+  // Replaces an existing key in place. Setting general.alignment (u32, power of two) also sets the
+  // alignment the writer uses, as in llama.cpp.
+  void set(std::string key, Value v);
   // The data is copied when the writer is written; `data` must stay valid until then.
   void add_tensor(std::string name, QType type, std::vector<int64_t> ne, const void* data);
-  void set_alignment(uint32_t a) { alignment_ = a; }
+  // Same as set("general.alignment", u32 a): the key is what tells readers the alignment.
+  void set_alignment(uint32_t a);
   std::vector<uint8_t> to_bytes() const;
   void write(const std::string& path) const;  // throws slm::Error on I/O failure
 
@@ -123,6 +133,7 @@ class Writer {
     const void* data;
     uint64_t nbytes;
   };
+  void emit(detail::Sink& s) const;
   uint64_t alignment_ = 32;
   std::vector<std::pair<std::string, Value>> kv_;
   std::vector<PendingTensor> tensors_;

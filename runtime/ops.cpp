@@ -5,11 +5,17 @@
 namespace slm::ops {
 
 void rmsnorm(float* out, const float* x, const float* w, int64_t n, float eps) {
-  // Sum of squares in double: n is up to 8192 and this keeps the norm exact to float precision.
+  // Same rounding steps as llama.cpp (sum of squares in double, mean rounded to float, scale in
+  // float, then x*scale and the weight multiply as two roundings), so the 8-bit activation codes
+  // computed from this output match llama.cpp's as often as possible.
   double ss = 0;
-  for (int64_t i = 0; i < n; ++i) ss += double(x[i]) * double(x[i]);
-  const float scale = float(1.0 / std::sqrt(ss / double(n) + double(eps)));
-  for (int64_t i = 0; i < n; ++i) out[i] = x[i] * scale * w[i];
+  for (int64_t i = 0; i < n; ++i) ss += double(x[i] * x[i]);
+  const float mean = float(ss / double(n));
+  const float scale = 1.0f / std::sqrt(mean + eps);
+  for (int64_t i = 0; i < n; ++i) {
+    const float y = x[i] * scale;
+    out[i] = y * w[i];
+  }
 }
 
 size_t rope_table_floats(int64_t n_pos, int64_t n_rot) { return size_t(n_pos) * size_t(n_rot / 2) * 2; }
