@@ -1,0 +1,141 @@
+// GGUF Q4_0 / Q8_0 / Q4_K kernels on the raw GGUF block rows: the Q8_1 activation quantizer, the
+// dp4a GEMV (llama.cpp MMVQ scheme, kernels.md §3.2) and the dequantize-to-FP16 kernel. The
+// per-block arithmetic is the SLM_HD code of kernels/layout/gguf_layout.h, shared with the CPU
+// emulation test.
+#include "kernels/cuda/launch.h"
+#include "kernels/cuda/ptx.cuh"
+#include "kernels/layout/gguf_layout.h"
+
+namespace slm::cuda::detail {
+namespace {
+
+using layout::kUnitElems;
+
+unsigned blocks_for(int64_t work, int threads) { return unsigned((work + threads - 1) / threads); }
+
+// One warp per 32-element block: lane e owns element e. Same arithmetic as
+// layout::quantize_q8_1_ref (IEEE division and roundf, fp16 round-to-nearest-even for d and s).
+constexpr int kQuantWarps = 4;
+__global__ void __launch_bounds__(kQuantWarps * 32)
+    quantize_q8_1_kernel(const __half* __restrict__ x, BlockQ8_1* __restrict__ xq, int64_t nblocks) {
+  const int lane = threadIdx.x & 31;
+  const int64_t b = int64_t(blockIdx.x) * kQuantWarps + (threadIdx.x >> 5);
+  if (b >= nblocks) return;  // warp-uniform
+  const float v = __half2float(x[b * kUnitElems + lane]);
+  const float amax = ptx::warp_max(fabsf(v));
+  const float d = amax / 127.0f;
+  const int q = amax == 0.0f ? 0 : int(roundf(v / d));
+  const int sum = ptx::warp_sum(q);
+  xq[b].qs[lane] = int8_t(q);
+  if (lane == 0) {
+    xq[b].d = __half_as_ushort(__float2half_rn(d));
+    xq[b].s = __half_as_ushort(__float2half_rn(d * float(sum)));
+  }
+}
+
+// dp4a GEMV: one warp per weight row, lanes stride over the row's 32-element units (a Q4_K
+// super-block is 8 units, so a warp step covers exactly one super-block per lane-octet); every
+// unit's activation block is reused for all M rows of x. 4 warps per block: N = 2048 rows gives
+// 512 blocks, plenty for 40 (T4) or 132 (H100) SMs.
+constexpr int kDp4aWarps = 4;
+template <uint32_t kType, int M>
+__global__ void __launch_bounds__(kDp4aWarps * 32)
+    gguf_dp4a_kernel(const uint8_t* __restrict__ w, const BlockQ8_1* __restrict__ xq,
+                     __half* __restrict__ y, int64_t n, int64_t k, int64_t row_bytes) {
+  const int lane = threadIdx.x & 31;
+  const int64_t row = int64_t(blockIdx.x) * kDp4aWarps + (threadIdx.x >> 5);
+  if (row >= n) return;  // warp-uniform
+  const int64_t units = k / kUnitElems;
+  constexpr int upb = layout::gguf_units_per_block(kType);
+  constexpr int bb = layout::gguf_block_bytes(kType);
+  const uint8_t* wr = w + row * row_bytes;
+  float acc[M];
+#pragma unroll
+  for (int m = 0; m < M; ++m) acc[m] = 0.0f;
+  for (int64_t u = lane; u < units; u += 32) {
+    const uint8_t* blk = wr + (u / upb) * bb;
+#pragma unroll
+    for (int m = 0; m < M; ++m)
+      acc[m] += layout::gguf_unit_dot_q8_1(kType, blk, int(u % upb), xq + m * units + u);
+  }
+#pragma unroll
+  for (int m = 0; m < M; ++m) {
+    const float v = ptx::warp_sum(acc[m]);
+    if (lane == m) y[m * n + row] = __float2half_rn(v);
+  }
+}
+
+// One thread per 32-element unit, 32 FP16 results written as 4 x 16 bytes.
+template <uint32_t kType>
+__global__ void gguf_dequant_kernel(const uint8_t* __restrict__ w, __half* __restrict__ out,
+                                    int64_t n, int64_t k, int64_t row_bytes) {
+  const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  const int64_t units = k / kUnitElems;
+  if (i >= n * units) return;
+  const int64_t row = i / units, u = i % units;
+  constexpr int upb = layout::gguf_units_per_block(kType);
+  constexpr int bb = layout::gguf_block_bytes(kType);
+  const uint8_t* blk = w + row * row_bytes + (u / upb) * bb;
+  uint4* dst = reinterpret_cast<uint4*>(out + row * k + u * kUnitElems);
+#pragma unroll
+  for (int c = 0; c < 4; ++c) {
+    alignas(16) __half v[8];
+#pragma unroll
+    for (int e = 0; e < 8; ++e)
+      v[e] = __float2half_rn(layout::gguf_unit_value(kType, blk, int(u % upb), 8 * c + e));
+    dst[c] = *reinterpret_cast<const uint4*>(v);
+  }
+}
+
+constexpr uint32_t kQ4_0 = uint32_t(QType::Q4_0);
+constexpr uint32_t kQ8_0 = uint32_t(QType::Q8_0);
+constexpr uint32_t kQ4_K = uint32_t(QType::Q4_K);
+
+int64_t gguf_row_bytes(uint32_t type, int64_t k) {
+  return k / (kUnitElems * layout::gguf_units_per_block(type)) * layout::gguf_block_bytes(type);
+}
+
+template <uint32_t kType>
+void dp4a_for_type(const void* w, const BlockQ8_1* xq, __half* y, int64_t m, int64_t n, int64_t k,
+                   cudaStream_t s) {
+  const auto* wb = static_cast<const uint8_t*>(w);
+  const unsigned grid = blocks_for(n, kDp4aWarps);
+  const int64_t rb = gguf_row_bytes(kType, k);
+  constexpr int T = kDp4aWarps * 32;
+  switch (m) {
+    case 1: gguf_dp4a_kernel<kType, 1><<<grid, T, 0, s>>>(wb, xq, y, n, k, rb); break;
+    case 2: gguf_dp4a_kernel<kType, 2><<<grid, T, 0, s>>>(wb, xq, y, n, k, rb); break;
+    case 3: gguf_dp4a_kernel<kType, 3><<<grid, T, 0, s>>>(wb, xq, y, n, k, rb); break;
+    case 4: gguf_dp4a_kernel<kType, 4><<<grid, T, 0, s>>>(wb, xq, y, n, k, rb); break;
+    case 5: gguf_dp4a_kernel<kType, 5><<<grid, T, 0, s>>>(wb, xq, y, n, k, rb); break;
+    case 6: gguf_dp4a_kernel<kType, 6><<<grid, T, 0, s>>>(wb, xq, y, n, k, rb); break;
+    case 7: gguf_dp4a_kernel<kType, 7><<<grid, T, 0, s>>>(wb, xq, y, n, k, rb); break;
+    default: gguf_dp4a_kernel<kType, 8><<<grid, T, 0, s>>>(wb, xq, y, n, k, rb); break;
+  }
+}
+
+}  // namespace
+
+void launch_quantize_q8_1(const __half* x, BlockQ8_1* xq, int64_t m, int64_t k, cudaStream_t s) {
+  const int64_t nblocks = m * k / kUnitElems;
+  quantize_q8_1_kernel<<<blocks_for(nblocks, kQuantWarps), kQuantWarps * 32, 0, s>>>(x, xq, nblocks);
+}
+
+void launch_gguf_dp4a(uint32_t type, const void* w, const BlockQ8_1* xq, __half* y, int64_t m,
+                      int64_t n, int64_t k, cudaStream_t s) {
+  if (type == kQ4_0) dp4a_for_type<kQ4_0>(w, xq, y, m, n, k, s);
+  else if (type == kQ8_0) dp4a_for_type<kQ8_0>(w, xq, y, m, n, k, s);
+  else dp4a_for_type<kQ4_K>(w, xq, y, m, n, k, s);
+}
+
+void launch_gguf_dequant(uint32_t type, const void* w, __half* out, int64_t n, int64_t k,
+                         cudaStream_t s) {
+  const auto* wb = static_cast<const uint8_t*>(w);
+  const unsigned grid = blocks_for(n * (k / kUnitElems), 256);
+  const int64_t rb = gguf_row_bytes(type, k);
+  if (type == kQ4_0) gguf_dequant_kernel<kQ4_0><<<grid, 256, 0, s>>>(wb, out, n, k, rb);
+  else if (type == kQ8_0) gguf_dequant_kernel<kQ8_0><<<grid, 256, 0, s>>>(wb, out, n, k, rb);
+  else gguf_dequant_kernel<kQ4_K><<<grid, 256, 0, s>>>(wb, out, n, k, rb);
+}
+
+}  // namespace slm::cuda::detail

@@ -1,0 +1,101 @@
+// GGUF Q4_0 / Q8_0 / Q4_K as the CUDA kernels read them (no repack: the raw block rows are
+// uploaded unchanged), expressed as SLM_HD helpers shared by the kernels and the CPU emulation:
+//  * per-element decode of a 32-element "unit" (a Q4_0/Q8_0 block, or one of the eight
+//    32-element sub-blocks of a Q4_K super-block) for the dequantize-to-FP16 path;
+//  * the dp4a dot product of one unit with a Q8_1 activation block (llama.cpp MMVQ scheme,
+//    kernels.md §3.2): integer dot of the codes, offsets/mins folded in once per unit through the
+//    activation block's stored s = d * sum(q);
+//  * the Q8_1 activation quantizer's arithmetic (host mirror of the warp-parallel kernel).
+#pragma once
+#include <cstdint>
+
+#include "kernels/layout/hd.h"
+#include "kernels/quant/blocks.h"
+#include "kernels/quant/types.h"
+
+namespace slm::layout {
+
+inline constexpr int kUnitElems = 32;  // elements per unit (and per Q8_1 activation block)
+
+// True for the weight types the GGUF CUDA kernels implement.
+inline bool gguf_cuda_supported(QType t) {
+  return t == QType::Q4_0 || t == QType::Q8_0 || t == QType::Q4_K;
+}
+// Units per block (1 for the 32-wide types, 8 for Q4_K).
+SLM_HD constexpr int gguf_units_per_block(uint32_t type) { return type == uint32_t(QType::Q4_K) ? 8 : 1; }
+SLM_HD constexpr int gguf_block_bytes(uint32_t type) {
+  return type == uint32_t(QType::Q4_0) ? 18 : type == uint32_t(QType::Q8_0) ? 34 : 144;
+}
+
+// (scale, min) of Q4_K sub-block j from the 12 packed bytes (gguf.md §5.9).
+SLM_HD void q4k_scale_min(int j, const uint8_t* q, int& sc, int& mn) {
+  if (j < 4) {
+    sc = q[j] & 63;
+    mn = q[j + 4] & 63;
+  } else {
+    sc = (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4);
+    mn = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
+  }
+}
+
+// Element e (0..31) of unit u of the block at `blk`.
+SLM_HD float gguf_unit_value(uint32_t type, const uint8_t* blk, int u, int e) {
+  if (type == uint32_t(QType::Q4_0)) {
+    const float d = h2f(load_u16(blk));
+    const uint8_t b = blk[2 + (e & 15)];
+    return d * float(int((e < 16) ? (b & 0xF) : (b >> 4)) - 8);
+  }
+  if (type == uint32_t(QType::Q8_0)) return h2f(load_u16(blk)) * float(int8_t(blk[2 + e]));
+  // Q4_K: unit u = sub-block u; chunk u/2 of qs, low nibble for even u, high for odd.
+  int sc, mn;
+  q4k_scale_min(u, blk + 4, sc, mn);
+  const uint8_t b = blk[16 + 32 * (u >> 1) + e];
+  const int q = (u & 1) ? (b >> 4) : (b & 0xF);
+  return h2f(load_u16(blk)) * float(sc) * float(q) - h2f(load_u16(blk + 2)) * float(mn);
+}
+
+// The four int32 words of a Q8_1 block's codes (4-byte aligned: the buffer is 4-aligned and a
+// block is 36 bytes with qs at offset 4).
+SLM_HD uint32_t q8_1_word(const BlockQ8_1* x, int i) { return load_u32_a4(x->qs + 4 * i); }
+
+// dot(unit u of the weight block, activation block x), as the dp4a kernels compute it.
+SLM_HD float gguf_unit_dot_q8_1(uint32_t type, const uint8_t* blk, int u, const BlockQ8_1* x) {
+  const float dx = h2f(x->d);
+  const float sx = h2f(x->s);
+  int sumi = 0;
+  if (type == uint32_t(QType::Q4_0)) {
+    // Word i of qs holds elements 4i..4i+3 in its low nibbles and 16+4i..16+4i+3 in its high
+    // nibbles: the masks give bytes 0..15 directly usable by dp4a against the matching x words.
+    for (int i = 0; i < 4; ++i) {
+      const uint32_t w = load_u32_a2(blk + 2 + 4 * i);
+      sumi = dp4a(w & 0x0F0F0F0Fu, q8_1_word(x, i), sumi);
+      sumi = dp4a((w >> 4) & 0x0F0F0F0Fu, q8_1_word(x, i + 4), sumi);
+    }
+    // sum d_w (q - 8) d_x qx = d_w (d_x sumi - 8 s)
+    return h2f(load_u16(blk)) * (dx * float(sumi) - 8.0f * sx);
+  }
+  if (type == uint32_t(QType::Q8_0)) {
+    for (int i = 0; i < 8; ++i) sumi = dp4a(load_u32_a2(blk + 2 + 4 * i), q8_1_word(x, i), sumi);
+    return h2f(load_u16(blk)) * dx * float(sumi);
+  }
+  int sc, mn;
+  q4k_scale_min(u, blk + 4, sc, mn);
+  const uint8_t* qs = blk + 16 + 32 * (u >> 1);  // 16-byte aligned inside the 144-byte block
+  const int shift = (u & 1) * 4;
+  for (int i = 0; i < 8; ++i)
+    sumi = dp4a((load_u32_a4(qs + 4 * i) >> shift) & 0x0F0F0F0Fu, q8_1_word(x, i), sumi);
+  // sum (d sc q - dmin mn) d_x qx = d sc d_x sumi - dmin mn s
+  return h2f(load_u16(blk)) * float(sc) * dx * float(sumi) -
+         h2f(load_u16(blk + 2)) * float(mn) * sx;
+}
+
+// Q8_1 quantization of 32 fp16 activations, the arithmetic the GPU's warp version performs:
+// d = amax / 127, q = round(x / d) (half away from zero), s = d * sum(q), d and s rounded to fp16.
+void quantize_q8_1_ref(const uint16_t* x_f16, BlockQ8_1* out, int64_t k);
+
+// Reference for the dp4a path: y[m][n] = sum over units of the exact (double) product of the
+// dequantized weight (slm::dequantize_row) with the dequantized Q8_1 activation.
+void gguf_linear_q8_1_ref(QType t, const void* w, int64_t n, int64_t k, const BlockQ8_1* xq,
+                          int64_t m, double* y);
+
+}  // namespace slm::layout
