@@ -20,9 +20,9 @@ Session::Session(const Model& model, const SessionOptions& opts) : model_(model)
   SLM_CHECK(opts.max_batch > 0 && opts.max_batch <= 4096, "batch size {} is out of range", opts.max_batch);
   opts_.max_batch = std::min(opts.max_batch, opts.n_ctx);
   const size_t B = size_t(opts_.max_batch);
-  max_threads_ = std::max(1, omp_get_max_threads());
-  k_cache_.assign(size_t(c.n_layers) * size_t(opts.n_ctx) * size_t(c.kv_dim()), 0.f);
-  v_cache_.assign(k_cache_.size(), 0.f);
+  max_threads_ = std::max({1, omp_get_max_threads(), omp_get_num_procs()});
+  k_cache_.assign(size_t(c.n_layers) * size_t(opts.n_ctx) * size_t(c.kv_dim()) * size_t(cpu::kv_elem_bytes(opts.kv_type)), 0);
+  v_cache_.assign(k_cache_.size(), 0);
   rope_storage_.assign(ops::rope_table_floats(opts.n_ctx, c.n_rot), 0.f);
   rope_.data = rope_storage_.data();
   ops::rope_table_init(rope_, c, opts.n_ctx);
@@ -35,7 +35,7 @@ Session::Session(const Model& model, const SessionOptions& opts) : model_(model)
   ffn_g_.assign(B * size_t(c.hidden_dim), 0.f);
   ffn_u_.assign(B * size_t(c.hidden_dim), 0.f);
   scores_.assign(size_t(max_threads_) * size_t(opts.n_ctx), 0.f);
-  logits_.assign(B * size_t(c.n_vocab), 0.f);
+  logits_.assign(size_t(c.n_vocab), 0.f);
   ws_.reserve(cpu::linear_workspace_bytes(int64_t(B), std::max({c.dim, c.hidden_dim, c.q_dim()})));
   last_logits_ = logits_.data();
 }
@@ -60,7 +60,14 @@ void Session::eval(std::span<const int32_t> tokens, bool all_logits) {
   const int64_t V = model_.config().n_vocab;
   for (int32_t t : tokens)
     SLM_CHECK(t >= 0 && t < V, "token id {} is out of range (vocabulary has {} tokens)", t, V);
-  if (all_logits) all_logits_.assign(size_t(n) * size_t(V), 0.f);
+  if (omp_get_max_threads() > max_threads_) {  // more threads than at construction: grow once
+    max_threads_ = omp_get_max_threads();
+    scores_.assign(size_t(max_threads_) * size_t(opts_.n_ctx), 0.f);
+  }
+  if (all_logits) {
+    all_logits_.assign(size_t(n) * size_t(V), 0.f);
+    if (logits_.size() < size_t(opts_.max_batch) * size_t(V)) logits_.assign(size_t(opts_.max_batch) * size_t(V), 0.f);
+  }
   for (int64_t i = 0; i < n; i += opts_.max_batch) {
     const int64_t nb = std::min(opts_.max_batch, n - i);
     forward_batch(tokens.data() + i, nb, logits_.data(), all_logits);
@@ -85,8 +92,10 @@ void Session::forward_batch(const int32_t* tokens, int64_t n, float* logits_out,
 
   for (int64_t l = 0; l < c.n_layers; ++l) {
     const LayerWeights& L = W.layers[size_t(l)];
-    float* kc = &k_cache_[size_t(l) * size_t(ctx) * size_t(kvd)];
-    float* vc = &v_cache_[size_t(l) * size_t(ctx) * size_t(kvd)];
+    const cpu::KvType kvt = opts_.kv_type;
+    const size_t eb = size_t(cpu::kv_elem_bytes(kvt));
+    uint8_t* kc = &k_cache_[size_t(l) * size_t(ctx) * size_t(kvd) * eb];
+    uint8_t* vc = &v_cache_[size_t(l) * size_t(ctx) * size_t(kvd) * eb];
 
     for (int64_t t = 0; t < n; ++t) ops::rmsnorm(&xb_[size_t(t * dim)], &x_[size_t(t * dim)], L.attn_norm.data(), dim, c.rms_eps);
     linear(L.wq, xb_.data(), n, q_.data());
@@ -95,8 +104,8 @@ void Session::forward_batch(const int32_t* tokens, int64_t n, float* logits_out,
     for (int64_t t = 0; t < n; ++t) {
       ops::rope_apply(&q_[size_t(t * qd)], c.n_heads, hd, c.n_rot, c.rope_style, rope_, p0 + t);
       ops::rope_apply(&k_[size_t(t * kvd)], c.n_kv_heads, hd, c.n_rot, c.rope_style, rope_, p0 + t);
-      std::copy_n(&k_[size_t(t * kvd)], kvd, kc + (p0 + t) * kvd);
-      std::copy_n(&v_[size_t(t * kvd)], kvd, vc + (p0 + t) * kvd);
+      cpu::kv_store(&k_[size_t(t * kvd)], kc + size_t(p0 + t) * size_t(kvd) * eb, kvd, kvt);
+      cpu::kv_store(&v_[size_t(t * kvd)], vc + size_t(p0 + t) * size_t(kvd) * eb, kvd, kvt);
     }
 
     // Causal attention, one (token, head) pair per iteration.
@@ -107,20 +116,10 @@ void Session::forward_batch(const int32_t* tokens, int64_t n, float* logits_out,
         const float* q = &q_[size_t(t * qd + h * hd)];
         const int64_t kvh = h / group;
         const int64_t n_keys = p0 + t + 1;
-        for (int64_t i = 0; i < n_keys; ++i) {
-          const float* k = kc + i * kvd + kvh * hd;
-          float s = 0.f;
-          for (int64_t d = 0; d < hd; ++d) s += q[d] * k[d];
-          sc[i] = s * att_scale;
-        }
+        const size_t head_off = size_t(kvh * hd) * eb;
+        cpu::attn_scores(q, kc + head_off, n_keys, kvd, hd, kvt, att_scale, sc);
         ops::softmax(sc, n_keys);
-        float* out = &att_[size_t(t * qd + h * hd)];
-        std::fill_n(out, hd, 0.f);
-        for (int64_t i = 0; i < n_keys; ++i) {
-          const float* v = vc + i * kvd + kvh * hd;
-          const float p = sc[i];
-          for (int64_t d = 0; d < hd; ++d) out[d] += p * v[d];
-        }
+        cpu::attn_weighted_sum(sc, vc + head_off, n_keys, kvd, hd, kvt, &att_[size_t(t * qd + h * hd)]);
       }
     }
 

@@ -6,6 +6,7 @@
 #include <span>
 #include <vector>
 
+#include "kernels/cpu/attention.h"
 #include "kernels/cpu/linear.h"
 #include "runtime/model.h"
 #include "runtime/ops.h"
@@ -17,6 +18,8 @@ struct SessionOptions {
   int64_t max_batch = 64;  // tokens per forward call; longer prompts are split
   // Activation precision of the matrix kernels: LlamaCpp (8-bit activation blocks, fast) or F32.
   cpu::ActPrecision precision = cpu::ActPrecision::LlamaCpp;
+  // KV cache element type: F16 halves its memory (llama.cpp's default); F32 is exact.
+  cpu::KvType kv_type = cpu::KvType::F16;
 };
 
 class Session {
@@ -34,7 +37,7 @@ class Session {
   int64_t n_ctx() const { return opts_.n_ctx; }
   int64_t n_vocab() const { return model_.config().n_vocab; }
   void reset() { n_past_ = 0; }
-  size_t kv_bytes() const { return (k_cache_.size() + v_cache_.size()) * sizeof(float); }
+  size_t kv_bytes() const { return k_cache_.size() + v_cache_.size(); }
   size_t scratch_bytes() const;
   const Model& model() const { return model_; }
 
@@ -46,14 +49,14 @@ class Session {
   SessionOptions opts_;
   int64_t n_past_ = 0;
 
-  std::vector<float> k_cache_, v_cache_;  // [layer][pos][kv_dim]
+  std::vector<uint8_t> k_cache_, v_cache_;  // [layer][pos][kv_dim] of opts_.kv_type
   std::vector<float> rope_storage_;
   ops::RopeTable rope_;
 
   // Activations for up to max_batch tokens (row-major [token][features]).
   std::vector<float> x_, xb_, q_, k_, v_, att_, ffn_g_, ffn_u_;
   std::vector<float> scores_;  // [n_threads][n_ctx]
-  std::vector<float> logits_;  // [max_batch][n_vocab]
+  std::vector<float> logits_;  // [1][n_vocab], grown to [max_batch][n_vocab] when all logits are asked
   std::vector<float> all_logits_;
   const float* last_logits_ = nullptr;
   cpu::Workspace ws_;

@@ -147,6 +147,7 @@ TEST_CASE("fixtures: every GGUF file and prompt matches llama.cpp and the exact 
     const std::string name = fs::path(stem0).filename().string();
     SessionOptions so;
     so.n_ctx = 512;
+    so.kv_type = cpu::KvType::F32;  // the references were computed with an F32 KV cache
     so.precision = cpu::ActPrecision::F32;
     Session exact(*model, so);
     so.precision = cpu::ActPrecision::LlamaCpp;

@@ -145,12 +145,19 @@ TEST_CASE("forward pass (F32 activations) matches a float64 reference for every 
         so.n_ctx = 64;
         so.max_batch = 5;  // the 13-token prompt runs as 5 + 5 + 3
         so.precision = cpu::ActPrecision::F32;
+        so.kv_type = cpu::KvType::F32;
         Session s(*m, so);
         auto toks = random_tokens(13, m->config().n_vocab, 11);
         s.eval(toks);
         auto ref = reference_logits(*m, toks);
         std::vector<float> reff(ref.begin(), ref.end());
         CHECK(test::rel_l2(s.last_logits(), reff.data(), reff.size()) < 1e-5);
+        // F16 KV cache: each cached element carries a relative rounding error <= 2^-11 (4.9e-4);
+        // attention averages them, so the logits move by a few 1e-4 at most: bound 5e-3.
+        so.kv_type = cpu::KvType::F16;
+        Session h(*m, so);
+        h.eval(toks);
+        CHECK(test::rel_l2(h.last_logits(), reff.data(), reff.size()) < 5e-3);
       }
 }
 

@@ -31,7 +31,7 @@ TEST_CASE("run --tokens --json: greedy continuation and logits match llama.cpp (
   auto prompt = ref["prompt_tokens"].get<std::vector<int32_t>>();
   auto greedy = ref["greedy_tokens"].get<std::vector<int32_t>>();
   test::TempDir tmp;
-  auto r = test::run_slmrun("run -m " + model + " --tokens " + join_ids(prompt) + " -n 24 --temp 0 --ignore-eos --json" +
+  auto r = test::run_slmrun("run -m " + model + " --tokens " + join_ids(prompt) + " -n 24 --temp 0 --ignore-eos --json --cache-type f32" +
                             " --logits " + tmp.file("last.f32") + " --logits-all " + tmp.file("all.f32"));
   REQUIRE_MESSAGE(r.exit_code == 0, r.err);
   auto j = nlohmann::json::parse(r.out);

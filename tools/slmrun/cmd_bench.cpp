@@ -118,7 +118,11 @@ void bench_model(const Model& model, const BenchOptions& o, const std::vector<in
       base.weight_bytes = model.weight_bytes();
       base.isa = std::string(cpu::isa_name(isa));
       base.n_threads = nt;
-      if (!o.no_bw) base.bw_gbs = measure_read_bandwidth(size_t(1) << 30, nt, 3).median_gbs;
+      if (!o.no_bw) {
+        base.bw_gbs = measure_read_bandwidth(size_t(1) << 30, nt, 3).median_gbs;
+        // The probe's 1 GiB buffer is freed again: restart the peak at what the model holds now.
+        reset_peak_rss();
+      }
       for (int p : o.prompt) {
         if (p == 0) continue;
         const auto toks = random_tokens(p, V, 42);

@@ -18,6 +18,7 @@ namespace {
 
 struct RunOptions {
   std::string model, prompt, file, tokens, system, logits_file, logits_all_file, isa, precision = "auto";
+  std::string cache_type = "f16";
   int64_t n_predict = 64, n_ctx = 4096, batch = 64;
   int threads = 0;
   SamplerParams sp;
@@ -76,7 +77,7 @@ void run(const RunOptions& o) {
     std::vector<ChatMessage> msgs;
     msgs.push_back({"system", o.no_escape ? o.system : unescape(o.system)});
     msgs.push_back({"user", text});
-    prompt = tok.encode(render_llama3_chat(msgs, true), false, true);
+    prompt = encode_llama3_chat(tok, msgs, true);  // message text never becomes control tokens
   } else {
     prompt = tok.encode(text, true, true);
   }
@@ -86,6 +87,8 @@ void run(const RunOptions& o) {
   so.n_ctx = o.n_ctx;
   so.max_batch = o.batch;
   so.precision = prec;
+  SLM_CHECK(o.cache_type == "f16" || o.cache_type == "f32", "--cache-type: unknown value '{}' (f16 or f32)", o.cache_type);
+  so.kv_type = o.cache_type == "f32" ? cpu::KvType::F32 : cpu::KvType::F16;
   Session session(*model, so);
 
   const bool want_all = !o.logits_all_file.empty();
@@ -177,6 +180,7 @@ void add_run_command(CLI::App& app) {
   c->add_option("--logits-all", o->logits_all_file, "write every prompt position's logits (n_prompt x n_vocab)");
   c->add_option("--isa", o->isa, "force the CPU kernel level: scalar, avx2, avx512 (default: best)");
   c->add_option("--precision", o->precision, "activation precision of matrix kernels: q8 (llama.cpp-like, default) or f32");
+  c->add_option("--cache-type", o->cache_type, "KV cache type: f16 (default, as llama.cpp) or f32")->capture_default_str();
   c->add_flag("--no-escape", o->no_escape, "do not expand \\n escapes in -p");
   c->add_flag("--ignore-eos", o->ignore_eos, "do not stop at end-of-generation tokens");
   c->callback([o] { run(*o); });
