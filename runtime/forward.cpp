@@ -37,6 +37,12 @@ Session::Session(const Model& model, const SessionOptions& opts) : model_(model)
   scores_.assign(size_t(max_threads_) * size_t(opts.n_ctx), 0.f);
   logits_.assign(size_t(c.n_vocab), 0.f);
   ws_.reserve(cpu::linear_workspace_bytes(int64_t(B), std::max({c.dim, c.hidden_dim, c.q_dim()})));
+  auto reserve_gptq = [&](const WeightTensor& w) {
+    if (w.gptq) ws_.reserve(cpu::gptq_workspace_bytes(*w.gptq, int64_t(B)));
+  };
+  for (const LayerWeights& L : model.weights().layers)
+    for (const WeightTensor* w : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down}) reserve_gptq(*w);
+  reserve_gptq(model.weights().output);
   last_logits_ = logits_.data();
 }
 
@@ -47,6 +53,7 @@ size_t Session::scratch_bytes() const {
 }
 
 void Session::linear(const WeightTensor& w, const float* x, int64_t m, float* y) {
+  if (w.gptq) return cpu::gptq_linear(*w.gptq, x, m, y, w.rows, ws_);
   cpu::LinearArgs a{.type = w.type, .w = w.data, .n = w.rows, .k = w.cols, .x = x, .m = m, .y = y, .ldy = w.rows};
   cpu::linear(a, ws_, opts_.precision);
 }

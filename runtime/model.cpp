@@ -2,10 +2,12 @@
 // output projection, Llama 3 rope divisors from rope_freqs.weight.
 #include "runtime/model.h"
 
+#include <filesystem>
 #include <map>
 
 #include "core/error.h"
 #include "formats/gguf.h"
+#include "formats/safetensors.h"
 
 namespace slm {
 
@@ -48,6 +50,7 @@ std::vector<float> vector_f32(const gguf::File& f, const std::string& name, int6
 }  // namespace
 
 std::unique_ptr<Model> Model::load(const std::string& path, const LoadOptions& opts) {
+  if (std::filesystem::is_directory(path)) return load_hf(path, opts);
   std::unique_ptr<Model> m(new Model());
   m->path_ = path;
   m->gguf_ = gguf::File::open(path);
@@ -125,11 +128,19 @@ const Tokenizer& Model::tokenizer() const {
   return *tokenizer_;
 }
 
-size_t Model::file_bytes() const { return gguf_ ? gguf_->file_size() : weight_bytes(); }
+size_t Model::file_bytes() const {
+  if (gguf_) return gguf_->file_size();
+  if (checkpoint_) {
+    size_t b = 0;
+    for (const auto& f : checkpoint_->shards()) b += f->file_size();
+    return b;
+  }
+  return weight_bytes();
+}
 
 std::string Model::dominant_type() const {
   std::map<std::string, size_t> bytes_by_type;
-  auto add = [&](const WeightTensor& t) { bytes_by_type[std::string(qtype_name(t.type))] += t.bytes(); };
+  auto add = [&](const WeightTensor& t) { bytes_by_type[t.type_name()] += t.bytes(); };
   for (const LayerWeights& L : weights_.layers) {
     for (const WeightTensor* t : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down}) add(*t);
   }

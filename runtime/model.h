@@ -8,21 +8,29 @@
 #include <string>
 #include <vector>
 
+#include <fmt/format.h>
+
+#include "kernels/cpu/gptq_linear.h"
 #include "kernels/quant/types.h"
 #include "runtime/config.h"
 #include "runtime/tokenizer/tokenizer.h"
 
 namespace slm {
 namespace gguf { class File; }
+namespace st { class Checkpoint; }
 
-// A 2-D weight: `rows` rows of `cols` elements in `type`, rows contiguous (GGUF ne = [cols, rows]).
+// A 2-D weight: `rows` rows of `cols` elements in `type`, rows contiguous (GGUF ne = [cols, rows]),
+// or a GPTQ layer (`gptq` set, prepared for the GPTQ kernels; `data` is null then).
 struct WeightTensor {
   std::string name;
   QType type = QType::F32;
   int64_t rows = 0;
   int64_t cols = 0;
   const void* data = nullptr;
-  size_t bytes() const { return data ? row_bytes(type, cols) * size_t(rows) : 0; }
+  const cpu::GptqCpuWeight* gptq = nullptr;
+  size_t gptq_bytes = 0;  // bytes of the checkpoint tensors behind `gptq`
+  size_t bytes() const { return gptq ? gptq_bytes : data ? row_bytes(type, cols) * size_t(rows) : 0; }
+  std::string type_name() const { return gptq ? fmt::format("GPTQ{}", gptq->code_bits) : std::string(qtype_name(type)); }
   const uint8_t* row(int64_t r) const {
     return static_cast<const uint8_t*>(data) + row_bytes(type, cols) * size_t(r);
   }
@@ -56,9 +64,11 @@ struct LoadOptions {
 class Model {
  public:
   ~Model();
-  // Loads a GGUF file; throws slm::Error naming the problem (missing tensor, wrong shape,
+  // Loads a GGUF file, or a Hugging Face model directory (config.json + safetensors, FP32/FP16/
+  // BF16 or GPTQ); throws slm::Error naming the problem (missing tensor, wrong shape,
   // unsupported type, corrupt file, ...).
   static std::unique_ptr<Model> load(const std::string& path, const LoadOptions& opts = {});
+  static std::unique_ptr<Model> load_hf(const std::string& dir, const LoadOptions& opts = {});
   // A model assembled in memory (synthetic benchmark models, tests): `storage` owns the bytes
   // the weight views point into.
   static std::unique_ptr<Model> from_memory(ModelConfig config, Weights weights,
@@ -88,6 +98,13 @@ class Model {
   Weights weights_;
   std::unique_ptr<Tokenizer> tokenizer_;
   std::vector<std::vector<uint8_t>> storage_;
+  std::unique_ptr<st::Checkpoint> checkpoint_;
+  std::vector<std::unique_ptr<cpu::GptqCpuWeight>> gptq_;
+  std::string format_ = "gguf";
+
+ public:
+  // "gguf", "hf" or "gptq" (where the weights came from).
+  const std::string& format() const { return format_; }
 };
 
 }  // namespace slm
