@@ -52,7 +52,8 @@ size_t Session::scratch_bytes() const {
          ws_.bytes.size();
 }
 
-void Session::linear(const WeightTensor& w, const float* x, int64_t m, float* y) {
+void Session::linear(const WeightTensor& w, const float* x, int64_t m, float* y, int64_t layer, LinearSlot slot) {
+  if (opts_.on_linear_input) opts_.on_linear_input(LinearInput{layer, slot, &w, x, m, w.cols});
   if (w.gptq) return cpu::gptq_linear(*w.gptq, x, m, y, w.rows, ws_);
   cpu::LinearArgs a{.type = w.type, .w = w.data, .n = w.rows, .k = w.cols, .x = x, .m = m, .y = y, .ldy = w.rows};
   cpu::linear(a, ws_, opts_.precision);
@@ -105,9 +106,9 @@ void Session::forward_batch(const int32_t* tokens, int64_t n, float* logits_out,
     uint8_t* vc = &v_cache_[size_t(l) * size_t(ctx) * size_t(kvd) * eb];
 
     for (int64_t t = 0; t < n; ++t) ops::rmsnorm(&xb_[size_t(t * dim)], &x_[size_t(t * dim)], L.attn_norm.data(), dim, c.rms_eps);
-    linear(L.wq, xb_.data(), n, q_.data());
-    linear(L.wk, xb_.data(), n, k_.data());
-    linear(L.wv, xb_.data(), n, v_.data());
+    linear(L.wq, xb_.data(), n, q_.data(), l, LinearSlot::Q);
+    linear(L.wk, xb_.data(), n, k_.data(), l, LinearSlot::K);
+    linear(L.wv, xb_.data(), n, v_.data(), l, LinearSlot::V);
     for (int64_t t = 0; t < n; ++t) {
       ops::rope_apply(&q_[size_t(t * qd)], c.n_heads, hd, c.n_rot, c.rope_style, rope_, p0 + t);
       ops::rope_apply(&k_[size_t(t * kvd)], c.n_kv_heads, hd, c.n_rot, c.rope_style, rope_, p0 + t);
@@ -130,14 +131,14 @@ void Session::forward_batch(const int32_t* tokens, int64_t n, float* logits_out,
       }
     }
 
-    linear(L.wo, att_.data(), n, xb_.data());
+    linear(L.wo, att_.data(), n, xb_.data(), l, LinearSlot::O);
     ops::add_inplace(x_.data(), xb_.data(), n * dim);
 
     for (int64_t t = 0; t < n; ++t) ops::rmsnorm(&xb_[size_t(t * dim)], &x_[size_t(t * dim)], L.ffn_norm.data(), dim, c.rms_eps);
-    linear(L.w_gate, xb_.data(), n, ffn_g_.data());
-    linear(L.w_up, xb_.data(), n, ffn_u_.data());
+    linear(L.w_gate, xb_.data(), n, ffn_g_.data(), l, LinearSlot::Gate);
+    linear(L.w_up, xb_.data(), n, ffn_u_.data(), l, LinearSlot::Up);
     ops::swiglu(ffn_g_.data(), ffn_g_.data(), ffn_u_.data(), n * hid);
-    linear(L.w_down, ffn_g_.data(), n, xb_.data());
+    linear(L.w_down, ffn_g_.data(), n, xb_.data(), l, LinearSlot::Down);
     ops::add_inplace(x_.data(), xb_.data(), n * dim);
   }
 
@@ -146,7 +147,7 @@ void Session::forward_batch(const int32_t* tokens, int64_t n, float* logits_out,
   const int64_t rows = n - first;
   for (int64_t t = first; t < n; ++t)
     ops::rmsnorm(&xb_[size_t((t - first) * dim)], &x_[size_t(t * dim)], W.output_norm.data(), dim, c.rms_eps);
-  linear(W.output, xb_.data(), rows, logits_out);
+  linear(W.output, xb_.data(), rows, logits_out, -1, LinearSlot::Output);
   n_past_ += n;
 }
 

@@ -3,6 +3,7 @@
 // batch of tokens with no allocation on the decode path.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <span>
 #include <vector>
 
@@ -13,6 +14,18 @@
 
 namespace slm {
 
+// Which matrix of a layer a linear() call multiplies (for calibration hooks).
+enum class LinearSlot { Q, K, V, O, Gate, Up, Down, Output };
+
+// Inputs of one matrix product, as seen by SessionOptions::on_linear_input.
+struct LinearInput {
+  int64_t layer;     // -1 for the output projection
+  LinearSlot slot;
+  const WeightTensor* weight;
+  const float* x;    // m rows of k floats
+  int64_t m, k;
+};
+
 struct SessionOptions {
   int64_t n_ctx = 4096;    // KV cache length (tokens)
   int64_t max_batch = 64;  // tokens per forward call; longer prompts are split
@@ -20,6 +33,9 @@ struct SessionOptions {
   cpu::ActPrecision precision = cpu::ActPrecision::LlamaCpp;
   // KV cache element type: F16 halves its memory (llama.cpp's default); F32 is exact.
   cpu::KvType kv_type = cpu::KvType::F16;
+  // Called before every matrix product with its input activations (GPTQ calibration, debugging
+  // taps). Empty in normal runs: then it costs one branch per matrix product.
+  std::function<void(const LinearInput&)> on_linear_input;
 };
 
 class Session {
@@ -43,7 +59,7 @@ class Session {
 
  private:
   void forward_batch(const int32_t* tokens, int64_t n, float* logits_out, bool logits_all_rows);
-  void linear(const WeightTensor& w, const float* x, int64_t m, float* y);
+  void linear(const WeightTensor& w, const float* x, int64_t m, float* y, int64_t layer, LinearSlot slot);
 
   const Model& model_;
   SessionOptions opts_;
