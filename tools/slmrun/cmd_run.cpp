@@ -5,9 +5,11 @@
 #include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
+#include <type_traits>
 
 #include "core/error.h"
 #include "kernels/cpu/isa.h"
+#include "runtime/cuda_session.h"
 #include "runtime/generate.h"
 #include "runtime/model.h"
 #include "runtime/session.h"
@@ -19,6 +21,7 @@ namespace {
 struct RunOptions {
   std::string model, prompt, file, tokens, system, logits_file, logits_all_file, isa, precision = "auto";
   std::string cache_type = "f16";
+  std::string device = "cpu";
   int64_t n_predict = 64, n_ctx = 4096, batch = 64;
   int threads = 0;
   SamplerParams sp;
@@ -55,7 +58,91 @@ std::unique_ptr<Model> load_model(const std::string& path, double* ms) {
   return m;
 }
 
+// generate() for the CPU Session; the same loop for other session types (CudaSession).
+template <class S>
+GenerateResult generate_on(S& s, Sampler& sampler, std::span<const int32_t> prompt, const GenerateOptions& o) {
+  if constexpr (std::is_same_v<S, Session>) {
+    return generate(s, sampler, prompt, o);
+  } else {
+    GenerateResult r;
+    std::vector<int32_t> history(prompt.begin(), prompt.end());
+    const int64_t budget = o.n_predict < 0 ? s.n_ctx() : o.n_predict;
+    const Tokenizer& tok = s.model().tokenizer();
+    auto t0 = std::chrono::steady_clock::now();
+    for (int64_t i = 0; i < budget; ++i) {
+      const int32_t next = sampler.sample(std::span<const float>(s.last_logits(), size_t(s.n_vocab())), history);
+      r.tokens.push_back(next);
+      history.push_back(next);
+      if (o.on_token && !o.on_token(next)) break;
+      if (o.stop_at_eog && tok.is_eog(next)) break;
+      if (i + 1 == budget) break;
+      if (s.n_past() >= s.n_ctx()) {
+        r.hit_context_end = true;
+        break;
+      }
+      s.eval(std::span<const int32_t>(&next, 1));
+    }
+    r.timings.gen_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    r.timings.n_gen = int64_t(r.tokens.size());
+    return r;
+  }
+}
+
+// Multi-turn chat on stdin: each line is a user turn; the KV cache keeps the conversation, so
+// every turn only evaluates its own tokens. Ends at EOF or an empty line.
+void interactive_chat(const RunOptions& o, Model& model, Session& session) {
+  const Tokenizer& tok = model.tokenizer();
+  Sampler sampler(o.sp, session.n_vocab());
+  std::vector<ChatMessage> first = {{"system", o.no_escape ? o.system : unescape(o.system)}};
+  bool started = false;
+  std::string line;
+  while (true) {
+    std::fprintf(stderr, "\n> ");
+    if (!std::getline(std::cin, line) || line.empty()) break;
+    std::vector<int32_t> turn;
+    if (!started) {
+      first.push_back({"user", line});
+      turn = encode_llama3_chat(tok, first, true);
+      started = true;
+    } else {
+      // The previous reply ended with <|eot_id|> (sampled, not yet evaluated) or was cut off.
+      turn = tok.encode("<|eot_id|><|start_header_id|>user<|end_header_id|>\n\n", false, true);
+      auto content = tok.encode(line, false, false);
+      turn.insert(turn.end(), content.begin(), content.end());
+      auto tail = tok.encode("<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n", false, true);
+      turn.insert(turn.end(), tail.begin(), tail.end());
+    }
+    if (session.n_past() + int64_t(turn.size()) >= session.n_ctx()) {
+      std::fprintf(stderr, "note: the conversation filled the context (-c %lld); ending\n", (long long)session.n_ctx());
+      break;
+    }
+    Utf8Stream stream;
+    GenerateOptions go;
+    go.n_predict = o.n_predict;
+    go.on_token = [&](int32_t id) {
+      if (!tok.is_eog(id)) {
+        std::string piece = stream.push(tok.token_bytes(id));
+        std::fwrite(piece.data(), 1, piece.size(), stdout);
+        std::fflush(stdout);
+      }
+      return true;
+    };
+    GenerateResult r = generate(session, sampler, turn, go);
+    std::string tail = stream.flush();
+    std::fwrite(tail.data(), 1, tail.size(), stdout);
+    std::printf("\n");
+    std::fflush(stdout);
+    std::fprintf(stderr, "[%lld tokens, %.2f tok/s]", (long long)r.timings.n_gen, r.timings.gen_tps());
+    if (r.hit_context_end) break;
+  }
+}
+
 void run(const RunOptions& o) {
+  SLM_CHECK(o.device == "cpu" || o.device == "cuda", "--device: unknown value '{}' (cpu or cuda)", o.device);
+  if (o.device == "cuda") {  // before the (possibly long) model load
+    std::string why;
+    SLM_CHECK(cuda_available(&why), "CUDA device requested but {}", why);
+  }
   apply_threads_and_isa(o.threads, o.isa);
   const cpu::ActPrecision prec = parse_precision(o.precision);
   SLM_CHECK(o.n_ctx > 0, "-c must be positive");
@@ -70,6 +157,16 @@ void run(const RunOptions& o) {
   const Tokenizer& tok = model->tokenizer();
 
   std::string text = o.file.empty() ? (o.no_escape ? o.prompt : unescape(o.prompt)) : read_file(o.file);
+  if (o.chat && n_sources == 0) {
+    SessionOptions so;
+    so.n_ctx = o.n_ctx;
+    so.max_batch = o.batch;
+    so.precision = prec;
+    so.kv_type = o.cache_type == "f32" ? cpu::KvType::F32 : cpu::KvType::F16;
+    Session session(*model, so);
+    interactive_chat(o, *model, session);
+    return;
+  }
   std::vector<int32_t> prompt;
   if (!o.tokens.empty()) {
     prompt = parse_token_list(o.tokens);
@@ -89,67 +186,81 @@ void run(const RunOptions& o) {
   so.precision = prec;
   SLM_CHECK(o.cache_type == "f16" || o.cache_type == "f32", "--cache-type: unknown value '{}' (f16 or f32)", o.cache_type);
   so.kv_type = o.cache_type == "f32" ? cpu::KvType::F32 : cpu::KvType::F16;
-  Session session(*model, so);
+  SLM_CHECK(o.device == "cpu" || o.cache_type == "f16", "--cache-type f32 is not supported with --device cuda");
+  auto body = [&](auto& session) {
+    const bool want_all = !o.logits_all_file.empty();
+    SLM_CHECK(int64_t(prompt.size()) <= o.n_ctx,
+              "context overflow: the prompt has {} tokens but the context is {} (raise -c)", prompt.size(), o.n_ctx);
+    auto t0 = std::chrono::steady_clock::now();
+    session.eval(prompt, want_all);
+    const double prompt_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    if (!o.logits_file.empty()) write_f32(o.logits_file, session.last_logits(), size_t(session.n_vocab()));
+    if (want_all) write_f32(o.logits_all_file, session.all_logits().data(), session.all_logits().size());
 
-  const bool want_all = !o.logits_all_file.empty();
-  SLM_CHECK(int64_t(prompt.size()) <= o.n_ctx,
-            "context overflow: the prompt has {} tokens but the context is {} (raise -c)", prompt.size(), o.n_ctx);
-  auto t0 = std::chrono::steady_clock::now();
-  session.eval(prompt, want_all);
-  const double prompt_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-  if (!o.logits_file.empty()) write_f32(o.logits_file, session.last_logits(), size_t(session.n_vocab()));
-  if (want_all) write_f32(o.logits_all_file, session.all_logits().data(), session.all_logits().size());
-
-  Sampler sampler(o.sp, session.n_vocab());
-  Utf8Stream stream;
-  std::string text_out;
-  GenerateOptions go;
-  go.n_predict = o.n_predict;
-  go.stop_at_eog = !o.ignore_eos;
-  go.prompt_evaluated = true;
-  go.on_token = [&](int32_t id) {
-    if (!tok.is_eog(id)) {
-      std::string piece = stream.push(tok.token_bytes(id));
-      text_out += piece;
-      if (!o.json) {
-        std::fwrite(piece.data(), 1, piece.size(), stdout);
-        std::fflush(stdout);
+    Sampler sampler(o.sp, session.n_vocab());
+    Utf8Stream stream;
+    std::string text_out;
+    GenerateOptions go;
+    go.n_predict = o.n_predict;
+    go.stop_at_eog = !o.ignore_eos;
+    go.prompt_evaluated = true;
+    go.on_token = [&](int32_t id) {
+      if (!tok.is_eog(id)) {
+        std::string piece = stream.push(tok.token_bytes(id));
+        text_out += piece;
+        if (!o.json) {
+          std::fwrite(piece.data(), 1, piece.size(), stdout);
+          std::fflush(stdout);
+        }
       }
-    }
-    return true;
-  };
-  GenerateResult r;
-  if (o.n_predict != 0) r = generate(session, sampler, prompt, go);
-  r.timings.prompt_ms = prompt_ms;
-  r.timings.n_prompt = int64_t(prompt.size());
-  std::string tail = stream.flush();
-  text_out += tail;
-  const uint64_t rss = peak_rss_bytes();
+      return true;
+    };
+    GenerateResult r;
+    if (o.n_predict != 0) r = generate_on(session, sampler, prompt, go);
+    r.timings.prompt_ms = prompt_ms;
+    r.timings.n_prompt = int64_t(prompt.size());
+    std::string tail = stream.flush();
+    text_out += tail;
+    const uint64_t rss = peak_rss_bytes();
 
-  if (o.json) {
-    nlohmann::json j;
-    j["prompt_tokens"] = prompt;
-    j["tokens"] = r.tokens;
-    j["text"] = text_out;  // invalid UTF-8 was already replaced by U+FFFD
-    j["timings"] = {{"load_ms", load_ms},
-                    {"prompt_ms", r.timings.prompt_ms},
-                    {"prompt_tokens_per_s", r.timings.prompt_tps()},
-                    {"gen_ms", r.timings.gen_ms},
-                    {"gen_tokens_per_s", r.timings.gen_tps()}};
-    j["peak_rss"] = rss;
-    j["isa"] = std::string(cpu::isa_name(cpu::active_isa()));
-    std::printf("%s\n", j.dump().c_str());
+    if (o.json) {
+      nlohmann::json j;
+      j["prompt_tokens"] = prompt;
+      j["tokens"] = r.tokens;
+      j["text"] = text_out;  // invalid UTF-8 was already replaced by U+FFFD
+      j["timings"] = {{"load_ms", load_ms},
+                      {"prompt_ms", r.timings.prompt_ms},
+                      {"prompt_tokens_per_s", r.timings.prompt_tps()},
+                      {"gen_ms", r.timings.gen_ms},
+                      {"gen_tokens_per_s", r.timings.gen_tps()}};
+      j["peak_rss"] = rss;
+      j["isa"] = std::string(cpu::isa_name(cpu::active_isa()));
+      j["device"] = o.device;
+      std::printf("%s\n", j.dump().c_str());
+    } else {
+      std::fwrite(tail.data(), 1, tail.size(), stdout);
+      std::printf("\n");
+    }
+    if (r.hit_context_end) std::fprintf(stderr, "note: generation stopped at the end of the context (-c %lld)\n", (long long)o.n_ctx);
+    std::fprintf(stderr,
+                 "load: %.1f ms | prompt: %lld tokens, %.1f ms, %.2f tok/s | generation: %lld tokens, %.2f tok/s | "
+                 "peak RSS: %.1f MiB | isa: %s\n",
+                 load_ms, (long long)r.timings.n_prompt, r.timings.prompt_ms, r.timings.prompt_tps(),
+                 (long long)r.timings.n_gen, r.timings.gen_tps(), double(rss) / (1024.0 * 1024.0),
+                 o.device == "cuda" ? "cuda" : std::string(cpu::isa_name(cpu::active_isa())).c_str());
+  };
+  if (o.device == "cuda") {
+#if SLM_HAVE_CUDA
+    CudaSessionOptions co;
+    co.n_ctx = o.n_ctx;
+    co.max_batch = o.batch;
+    CudaSession session(*model, co);
+    body(session);
+#endif
   } else {
-    std::fwrite(tail.data(), 1, tail.size(), stdout);
-    std::printf("\n");
+    Session session(*model, so);
+    body(session);
   }
-  if (r.hit_context_end) std::fprintf(stderr, "note: generation stopped at the end of the context (-c %lld)\n", (long long)o.n_ctx);
-  std::fprintf(stderr,
-               "load: %.1f ms | prompt: %lld tokens, %.1f ms, %.2f tok/s | generation: %lld tokens, %.2f tok/s | "
-               "peak RSS: %.1f MiB | isa: %s\n",
-               load_ms, (long long)r.timings.n_prompt, r.timings.prompt_ms, r.timings.prompt_tps(),
-               (long long)r.timings.n_gen, r.timings.gen_tps(), double(rss) / (1024.0 * 1024.0),
-               std::string(cpu::isa_name(cpu::active_isa())).c_str());
 }
 
 }  // namespace
@@ -181,6 +292,7 @@ void add_run_command(CLI::App& app) {
   c->add_option("--isa", o->isa, "force the CPU kernel level: scalar, avx2, avx512 (default: best)");
   c->add_option("--precision", o->precision, "activation precision of matrix kernels: q8 (llama.cpp-like, default) or f32");
   c->add_option("--cache-type", o->cache_type, "KV cache type: f16 (default, as llama.cpp) or f32")->capture_default_str();
+  c->add_option("--device", o->device, "where the model runs: cpu (default) or cuda")->capture_default_str();
   c->add_flag("--no-escape", o->no_escape, "do not expand \\n escapes in -p");
   c->add_flag("--ignore-eos", o->ignore_eos, "do not stop at end-of-generation tokens");
   c->callback([o] { run(*o); });
