@@ -1,0 +1,262 @@
+// Benchmark of the CPU matrix kernels (kernels/cpu/linear.h): every weight type x ISA x the
+// Llama-3.2-1B projection shapes x batch 1 (decode, GEMV) and 64 (prefill, GEMM). Prints median
+// time, GB/s of weight bytes, GFLOP/s and the percentage of the machine's read bandwidth, which
+// the program measures itself (a STREAM-style read of a buffer much larger than the LLC with the
+// same thread count). Weights are cycled through enough copies to exceed the LLC, so every call
+// streams its weights from DRAM as it does in a real forward pass.
+//
+//   bench_cpu_linear [--threads N] [--types Q4_0,Q8_0,...] [--isa avx2,avx512] [--reps R]
+//                    [--batch 1,64] [--shapes 2048x8192,...] [--quick]
+// Columns: median_ms / min_ms wall time per call; GB/s and %BW from the median; cpu_ms = process
+// CPU time per call / threads (robust to other processes on a shared machine; run with
+// OMP_WAIT_POLICY=passive so barrier waits do not count), cpuGB/s and cpu%BW (against the
+// bandwidth measured the same way).
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <ctime>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "core/error.h"
+#include "kernels/cpu/isa.h"
+#include "kernels/cpu/linear.h"
+#include "kernels/quant/types.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+namespace {
+
+using namespace slm;
+using Clock = std::chrono::steady_clock;
+
+std::vector<std::string> split(const std::string& s) {
+  std::vector<std::string> out;
+  size_t p = 0;
+  while (p <= s.size()) {
+    size_t q = s.find(',', p);
+    if (q == std::string::npos) q = s.size();
+    if (q > p) out.push_back(s.substr(p, q - p));
+    p = q + 1;
+  }
+  return out;
+}
+
+double seconds_since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+// CPU time of the whole process: on a shared machine, wall time includes time the scheduler gave
+// to other processes; CPU time / threads does not (it does include OpenMP barrier spinning).
+double process_cpu_seconds() {
+  timespec ts;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return double(ts.tv_sec) + 1e-9 * double(ts.tv_nsec);
+}
+
+// Read bandwidth in GB/s: sum 64-bit words of a 1 GiB buffer (integer sums vectorise without
+// -ffast-math), best of 3 passes, over the current OpenMP thread count. Returns the wall-time
+// figure and sets `cpu_bw` to bytes / (process CPU time / threads).
+double measure_read_bandwidth(int threads, double& cpu_bw) {
+  const size_t words = (size_t(1) << 30) / 8;
+  std::vector<uint64_t> buf(words);
+#pragma omp parallel for schedule(static)
+  for (size_t i = 0; i < words; ++i) buf[i] = i * 0x9E3779B97F4A7C15ULL;
+  double best = 0;
+  cpu_bw = 0;
+  uint64_t sink = 0;
+  for (int pass = 0; pass < 3; ++pass) {
+    const double c0 = process_cpu_seconds();
+    const auto t0 = Clock::now();
+    uint64_t total = 0;
+#pragma omp parallel reduction(+ : total)
+    {
+      // Four independent sums per thread so the loop issues loads, not a dependency chain.
+      uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+#pragma omp for schedule(static)
+      for (size_t i = 0; i < words; i += 4) {
+        s0 += buf[i];
+        s1 += buf[i + 1];
+        s2 += buf[i + 2];
+        s3 += buf[i + 3];
+      }
+      total += s0 + s1 + s2 + s3;
+    }
+    const double s = seconds_since(t0);
+    const double c = (process_cpu_seconds() - c0) / threads;
+    sink += total;
+    best = std::max(best, double(words * 8) / s / 1e9);
+    cpu_bw = std::max(cpu_bw, double(words * 8) / c / 1e9);
+  }
+  if (sink == 42) std::printf(" ");
+  return best;
+}
+
+struct Shape {
+  int64_t n, k;
+  const char* name;
+};
+
+}  // namespace
+
+int main(int argc, char** argv) try {
+  int threads = 0, reps = 7;
+  bool quick = false;
+  std::vector<std::string> shape_filter;  // "NxK" entries
+  std::vector<std::string> type_names, isa_names;
+  std::vector<int64_t> batches = {1, 64};
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    auto val = [&]() -> std::string {
+      SLM_CHECK(i + 1 < argc, "missing value after {}", a);
+      return argv[++i];
+    };
+    if (a == "--threads")
+      threads = std::atoi(val().c_str());
+    else if (a == "--types")
+      type_names = split(val());
+    else if (a == "--isa")
+      isa_names = split(val());
+    else if (a == "--reps")
+      reps = std::max(1, std::atoi(val().c_str()));
+    else if (a == "--batch") {
+      batches.clear();
+      for (const auto& b : split(val())) batches.push_back(std::atoll(b.c_str()));
+    } else if (a == "--quick")
+      quick = true;
+    else if (a == "--shapes")
+      shape_filter = split(val());
+    else if (a == "--help" || a == "-h") {
+      std::printf(
+          "usage: bench_cpu_linear [--threads N] [--types list] [--isa list] [--reps R] "
+          "[--batch 1,64] [--shapes NxK,...] [--quick]\n");
+      return 0;
+    } else
+      fail("unknown argument '{}'", a);
+  }
+#ifdef _OPENMP
+  if (threads > 0) omp_set_num_threads(threads);
+  threads = omp_get_max_threads();
+#else
+  threads = 1;
+#endif
+  if (quick) reps = std::min(reps, 3);
+
+  std::vector<QType> types;
+  if (type_names.empty()) {
+    for (const auto& info : all_qtypes())
+      if (!info.is_activation_only) types.push_back(info.type);
+  } else {
+    for (const auto& n : type_names) {
+      auto t = qtype_from_name(n);
+      SLM_CHECK(t.has_value(), "unknown type '{}'", n);
+      types.push_back(*t);
+    }
+  }
+  std::vector<cpu::Isa> isas;
+  if (isa_names.empty()) {
+    for (cpu::Isa i : {cpu::Isa::AVX2, cpu::Isa::AVX512})
+      if (int(i) <= int(cpu::detected_isa())) isas.push_back(i);
+  } else {
+    for (const auto& n : isa_names) isas.push_back(cpu::parse_isa(n));
+  }
+  std::vector<Shape> shapes = {{2048, 2048, "attn q/o"},
+                               {512, 2048, "attn k/v"},
+                               {8192, 2048, "ffn gate/up"},
+                               {2048, 8192, "ffn down"},
+                               {128256, 2048, "lm_head"}};
+  if (quick) shapes = {{8192, 2048, "ffn gate/up"}, {2048, 8192, "ffn down"}};
+  if (!shape_filter.empty()) {
+    shapes.clear();
+    for (const auto& f : shape_filter) {
+      const size_t x = f.find('x');
+      SLM_CHECK(x != std::string::npos, "--shapes entries are NxK, got '{}'", f);
+      shapes.push_back(
+          {std::atoll(f.substr(0, x).c_str()), std::atoll(f.substr(x + 1).c_str()), ""});
+    }
+  }
+
+  double cpu_bw = 0;
+  const double bw = measure_read_bandwidth(threads, cpu_bw);
+  std::printf(
+      "threads %d, detected ISA %s, measured read bandwidth %.1f GB/s (wall), %.1f GB/s "
+      "(CPU time)\n",
+      threads, std::string(cpu::isa_name(cpu::detected_isa())).c_str(), bw, cpu_bw);
+  std::printf("%-7s %-7s %7s %6s %4s %10s %8s %9s %6s %8s %8s %9s %7s\n", "type", "isa", "n", "k",
+              "m", "median_ms", "GB/s", "GFLOP/s", "%BW", "min_ms", "cpu_ms", "cpuGB/s", "cpu%BW");
+
+  cpu::Workspace ws;
+  int64_t max_m = *std::max_element(batches.begin(), batches.end());
+  ws.reserve(cpu::linear_workspace_bytes(max_m, 8192));
+  std::mt19937 rng(1);
+  std::normal_distribution<float> nd(0.f, 1.f);
+
+  for (QType type : types) {
+    for (const Shape& sh : shapes) {
+      const size_t rb = row_bytes(type, sh.k);
+      const size_t bytes = rb * size_t(sh.n);
+      // Quantize 64 distinct rows and tile them: realistic codes without quantizing 10^8 values.
+      std::vector<uint8_t> seed_rows(rb * 64);
+      {
+        std::vector<float> src(size_t(sh.k));
+        for (int r = 0; r < 64; ++r) {
+          for (auto& v : src) v = nd(rng) * 0.05f;
+          quantize_row(type, src.data(), seed_rows.data() + size_t(r) * rb, sh.k);
+        }
+      }
+      // Enough copies that consecutive calls cannot hit in the 32+ MiB last-level cache.
+      const size_t copies =
+          std::max<size_t>(1, std::min<size_t>(16, (size_t(256) << 20) / bytes + 1));
+      std::vector<std::vector<uint8_t>> w(copies);
+      for (auto& c : w) {
+        c.resize(bytes);
+#pragma omp parallel for schedule(static)
+        for (int64_t r = 0; r < sh.n; ++r)
+          std::memcpy(c.data() + size_t(r) * rb, seed_rows.data() + size_t(r % 64) * rb, rb);
+      }
+      for (int64_t m : batches) {
+        std::vector<float> x(size_t(m * sh.k)), y(size_t(m * sh.n));
+        for (auto& v : x) v = nd(rng);
+        for (cpu::Isa isa : isas) {
+          std::vector<double> times, cpu_times;
+          for (int rep = -1; rep < reps; ++rep) {
+            cpu::LinearArgs a{
+                type, w[size_t(rep + 1) % copies].data(), sh.n, sh.k, x.data(), m, y.data(), sh.n};
+            const double c0 = process_cpu_seconds();
+            const auto t0 = Clock::now();
+            cpu::linear_isa(a, ws, cpu::ActPrecision::LlamaCpp, isa);
+            const double s = seconds_since(t0);
+            if (rep >= 0) {
+              times.push_back(s);
+              cpu_times.push_back((process_cpu_seconds() - c0) / threads);
+            }
+          }
+          std::sort(times.begin(), times.end());
+          std::sort(cpu_times.begin(), cpu_times.end());
+          const double med = times[times.size() / 2];
+          const double cpu_med = cpu_times[cpu_times.size() / 2];
+          const double gbs = double(bytes) / med / 1e9;
+          const double gflops = 2.0 * double(sh.n) * double(sh.k) * double(m) / med / 1e9;
+          std::printf(
+              "%-7s %-7s %7lld %6lld %4lld %10.3f %8.1f %9.1f %5.0f%% %8.3f %8.3f %9.1f "
+              "%6.0f%%\n",
+              std::string(qtype_name(type)).c_str(), std::string(cpu::isa_name(isa)).c_str(),
+              (long long)sh.n, (long long)sh.k, (long long)m, med * 1e3, gbs, gflops,
+              100.0 * gbs / bw, times[0] * 1e3, cpu_med * 1e3, double(bytes) / cpu_med / 1e9,
+              100.0 * double(bytes) / cpu_med / 1e9 / cpu_bw);
+          std::fflush(stdout);
+        }
+      }
+    }
+  }
+  return 0;
+} catch (const slm::Error& e) {
+  std::fprintf(stderr, "error: %s\n", e.what());
+  return 1;
+}
