@@ -59,6 +59,23 @@ void Session::linear(const WeightTensor& w, const float* x, int64_t m, float* y,
   cpu::linear(a, ws_, opts_.precision);
 }
 
+void Session::linear_same_input(std::initializer_list<LinearOut> outs, const float* x, int64_t m, int64_t layer) {
+  cpu::LinearArgs args[4];
+  int n = 0;
+  bool fused = outs.size() <= 4;
+  for (const LinearOut& o : outs) fused = fused && o.w->gptq == nullptr;
+  if (!fused) {
+    for (const LinearOut& o : outs) linear(*o.w, x, m, o.y, layer, o.slot);
+    return;
+  }
+  for (const LinearOut& o : outs) {
+    if (opts_.on_linear_input) opts_.on_linear_input(LinearInput{layer, o.slot, o.w, x, m, o.w->cols});
+    args[n++] = cpu::LinearArgs{.type = o.w->type, .w = o.w->data, .n = o.w->rows, .k = o.w->cols, .x = x, .m = m,
+                                .y = o.y, .ldy = o.w->rows};
+  }
+  cpu::linear_multi(args, n, ws_, opts_.precision);
+}
+
 void Session::eval(std::span<const int32_t> tokens, bool all_logits) {
   const int64_t n = int64_t(tokens.size());
   SLM_CHECK(n > 0, "eval: no tokens");
@@ -106,9 +123,9 @@ void Session::forward_batch(const int32_t* tokens, int64_t n, float* logits_out,
     uint8_t* vc = &v_cache_[size_t(l) * size_t(ctx) * size_t(kvd) * eb];
 
     for (int64_t t = 0; t < n; ++t) ops::rmsnorm(&xb_[size_t(t * dim)], &x_[size_t(t * dim)], L.attn_norm.data(), dim, c.rms_eps);
-    linear(L.wq, xb_.data(), n, q_.data(), l, LinearSlot::Q);
-    linear(L.wk, xb_.data(), n, k_.data(), l, LinearSlot::K);
-    linear(L.wv, xb_.data(), n, v_.data(), l, LinearSlot::V);
+    linear_same_input({{&L.wq, q_.data(), LinearSlot::Q}, {&L.wk, k_.data(), LinearSlot::K},
+                       {&L.wv, v_.data(), LinearSlot::V}},
+                      xb_.data(), n, l);
     for (int64_t t = 0; t < n; ++t) {
       ops::rope_apply(&q_[size_t(t * qd)], c.n_heads, hd, c.n_rot, c.rope_style, rope_, p0 + t);
       ops::rope_apply(&k_[size_t(t * kvd)], c.n_kv_heads, hd, c.n_rot, c.rope_style, rope_, p0 + t);
@@ -135,8 +152,8 @@ void Session::forward_batch(const int32_t* tokens, int64_t n, float* logits_out,
     ops::add_inplace(x_.data(), xb_.data(), n * dim);
 
     for (int64_t t = 0; t < n; ++t) ops::rmsnorm(&xb_[size_t(t * dim)], &x_[size_t(t * dim)], L.ffn_norm.data(), dim, c.rms_eps);
-    linear(L.w_gate, xb_.data(), n, ffn_g_.data(), l, LinearSlot::Gate);
-    linear(L.w_up, xb_.data(), n, ffn_u_.data(), l, LinearSlot::Up);
+    linear_same_input({{&L.w_gate, ffn_g_.data(), LinearSlot::Gate}, {&L.w_up, ffn_u_.data(), LinearSlot::Up}},
+                      xb_.data(), n, l);
     ops::swiglu(ffn_g_.data(), ffn_g_.data(), ffn_u_.data(), n * hid);
     linear(L.w_down, ffn_g_.data(), n, xb_.data(), l, LinearSlot::Down);
     ops::add_inplace(x_.data(), xb_.data(), n * dim);

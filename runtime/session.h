@@ -60,6 +60,14 @@ class Session {
  private:
   void forward_batch(const int32_t* tokens, int64_t n, float* logits_out, bool logits_all_rows);
   void linear(const WeightTensor& w, const float* x, int64_t m, float* y, int64_t layer, LinearSlot slot);
+  // Several products of the same input (q/k/v, gate/up): one activation conversion and one
+  // parallel region for GGUF weights.
+  struct LinearOut {
+    const WeightTensor* w;
+    float* y;
+    LinearSlot slot;
+  };
+  void linear_same_input(std::initializer_list<LinearOut> outs, const float* x, int64_t m, int64_t layer);
 
   const Model& model_;
   SessionOptions opts_;
