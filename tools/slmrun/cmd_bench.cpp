@@ -16,6 +16,7 @@
 #include "core/error.h"
 #include "core/membw.h"
 #include "kernels/cpu/isa.h"
+#include "runtime/cuda_session.h"
 #include "runtime/model.h"
 #include "runtime/session.h"
 #include "runtime/synthetic.h"
@@ -32,7 +33,7 @@ struct BenchOptions {
   std::vector<int> threads;
   std::vector<std::string> isas;
   int reps = 3;
-  std::string output = "md", precision = "q8", shape = "1b";
+  std::string output = "md", precision = "q8", shape = "1b", device = "cpu";
   bool quick = false, no_bw = false;
 };
 
@@ -161,6 +162,75 @@ void bench_model(const Model& model, const BenchOptions& o, const std::vector<in
   }
 }
 
+#if SLM_HAVE_CUDA
+// The same ppN / tgN measurements on a CudaSession (eval() synchronises, so wall time is GPU
+// time plus launch overhead). Prints the session's VRAM report to stderr.
+void bench_model_cuda(const Model& model, const BenchOptions& o, std::vector<Row>& rows) {
+  int max_p = 1, max_n = 1;
+  for (int p : o.prompt) max_p = std::max(max_p, p);
+  for (int n : o.gen) max_n = std::max(max_n, n);
+  CudaSessionOptions co;
+  co.n_ctx = std::max(max_p, max_n + 1) + 1;
+  co.max_batch = std::min(max_p, 512);
+  CudaSession s(model, co);
+  const int64_t V = model.config().n_vocab;
+  Row base;
+  base.model = model.path();
+  base.model_type = model.dominant_type();
+  base.model_size = model.file_bytes();
+  base.weight_bytes = model.weight_bytes();
+  base.isa = "cuda:" + s.device_name();
+  for (int p : o.prompt) {
+    if (p == 0) continue;
+    const auto toks = random_tokens(p, V, 42);
+    std::vector<double> ts;
+    for (int r = -1; r < o.reps; ++r) {
+      s.reset();
+      auto t0 = std::chrono::steady_clock::now();
+      s.eval(toks);
+      if (r >= 0) ts.push_back(p / seconds(t0));
+    }
+    Row row = base;
+    row.test = "pp" + std::to_string(p);
+    stats(ts, &row.avg_ts, &row.stddev_ts);
+    row.peak_rss = current_peak_rss();
+    rows.push_back(row);
+  }
+  for (int n : o.gen) {
+    if (n == 0) continue;
+    const auto toks = random_tokens(n + 1, V, 7);
+    std::vector<double> ts;
+    for (int r = -1; r < o.reps; ++r) {  // r = -1 also captures the decode graph
+      s.reset();
+      s.eval(std::span<const int32_t>(toks.data(), 1));
+      auto t0 = std::chrono::steady_clock::now();
+      for (int i = 1; i <= n; ++i) s.eval(std::span<const int32_t>(toks.data() + i, 1));
+      if (r >= 0) ts.push_back(n / seconds(t0));
+    }
+    Row row = base;
+    row.test = "tg" + std::to_string(n);
+    stats(ts, &row.avg_ts, &row.stddev_ts);
+    row.peak_rss = current_peak_rss();
+    rows.push_back(row);
+  }
+  const CudaMemoryReport m = s.memory_report();
+  const double MiB = 1024.0 * 1024.0;
+  std::fprintf(stderr,
+               "vram (%s): weights %.1f MiB | kv cache %.1f MiB | workspace %.1f MiB | activations %.1f MiB | "
+               "device peak used %.1f of %.1f MiB\n",
+               base.model_type.c_str(), double(m.weights) / MiB, double(m.kv_cache) / MiB, double(m.workspace) / MiB,
+               double(m.activations) / MiB, double(m.device_used_peak) / MiB, double(m.device_total) / MiB);
+}
+#endif
+
+void run_bench_model(const Model& model, const BenchOptions& o, const std::vector<int>& threads,
+                     const std::vector<cpu::Isa>& isas, cpu::ActPrecision prec, std::vector<Row>& rows) {
+#if SLM_HAVE_CUDA
+  if (o.device == "cuda") return bench_model_cuda(model, o, rows);
+#endif
+  bench_model(model, o, threads, isas, prec, rows);
+}
+
 void print_rows(const std::vector<Row>& rows, const std::string& fmt_name) {
   if (fmt_name == "json") {
     nlohmann::json a = nlohmann::json::array();
@@ -190,6 +260,11 @@ void print_rows(const std::vector<Row>& rows, const std::string& fmt_name) {
 
 void bench(BenchOptions o, const std::string& p_list, const std::string& n_list, const std::string& t_list,
            const std::string& isa_list) {
+  SLM_CHECK(o.device == "cpu" || o.device == "cuda", "--device: unknown value '{}' (cpu or cuda)", o.device);
+  if (o.device == "cuda") {
+    std::string why;
+    SLM_CHECK(cuda_available(&why), "CUDA device requested but {}", why);
+  }
   cpu::apply_isa_env();
   o.prompt = parse_int_list(p_list, "-p");
   o.gen = parse_int_list(n_list, "-n");
@@ -219,7 +294,7 @@ void bench(BenchOptions o, const std::string& p_list, const std::string& n_list,
     for (const std::string& path : o.models) {
       reset_peak_rss();
       auto m = Model::load(path);
-      bench_model(*m, o, threads, isas, prec, rows);
+      run_bench_model(*m, o, threads, isas, prec, rows);
     }
   } else {
     ModelConfig cfg = o.quick ? tiny_llama_config() : o.shape == "3b" ? llama32_3b_config() : llama32_1b_config();
@@ -230,7 +305,7 @@ void bench(BenchOptions o, const std::string& p_list, const std::string& n_list,
       std::fprintf(stderr, "bench: building synthetic %s model (%s)...", fmt_name.c_str(), cfg.name.c_str());
       auto m = make_synthetic_model(cfg, fmt_name, 1);
       std::fprintf(stderr, " %.1f s\n", seconds(t0));
-      bench_model(*m, o, threads, isas, prec, rows);
+      run_bench_model(*m, o, threads, isas, prec, rows);
     }
   }
   print_rows(rows, o.output);
@@ -253,6 +328,7 @@ void add_bench_command(CLI::App& app) {
   c->add_option("--isa", *isa, "ISA levels to run (comma list of scalar, avx2, avx512; default: best)");
   c->add_option("-o,--output", o->output, "output format: md, csv, json")->capture_default_str();
   c->add_option("--precision", o->precision, "activation precision of matrix kernels: q8 or f32")->capture_default_str();
+  c->add_option("--device", o->device, "where to run: cpu (default) or cuda")->capture_default_str();
   c->add_flag("--quick", o->quick, "use a small synthetic shape (dim 512, 4 layers) instead of 1B");
   c->add_flag("--no-bw", o->no_bw, "skip the read-bandwidth measurement");
   c->callback([o, p, n, t, isa] { bench(*o, *p, *n, *t, *isa); });

@@ -158,6 +158,7 @@ void run(const RunOptions& o) {
 
   std::string text = o.file.empty() ? (o.no_escape ? o.prompt : unescape(o.prompt)) : read_file(o.file);
   if (o.chat && n_sources == 0) {
+    SLM_CHECK(o.device == "cpu", "interactive --chat runs on the CPU only (give -p with --device cuda)");
     SessionOptions so;
     so.n_ctx = o.n_ctx;
     so.max_batch = o.batch;

@@ -1,0 +1,34 @@
+// `--device` of `slmrun run` and `slmrun bench`: on a machine without a usable CUDA device (CI),
+// or in a build without CUDA, `--device cuda` must stop before loading the model with one line
+// "error: CUDA device requested but ..." and exit code 1. The GPU path itself is covered by
+// tests/cuda.
+#include <doctest/doctest.h>
+
+#include <algorithm>
+
+#include "runtime/cuda_session.h"
+#include "support/fixtures.h"
+
+using slm::test::run_slmrun;
+
+TEST_CASE("slmrun --device cuda without a device: one clear error, exit 1") {
+  if (slm::cuda_available()) {
+    MESSAGE("SKIP: a CUDA device is present (the error path cannot be exercised)");
+    return;
+  }
+  // The model path does not exist: the device check must come first.
+  for (const char* args : {"run -m /nonexistent/model.gguf -p hi --device cuda",
+                           "bench --quick -p 4 -n 2 -r 1 --no-bw --device cuda"}) {
+    const auto r = run_slmrun(args);
+    INFO(args << " -> " << r.err);
+    CHECK(r.exit_code == 1);
+    CHECK(r.err.rfind("error: CUDA device requested but ", 0) == 0);
+    CHECK(std::count(r.err.begin(), r.err.end(), '\n') == 1);
+  }
+}
+
+TEST_CASE("slmrun --device rejects unknown devices") {
+  const auto r = run_slmrun("run -m /nonexistent/model.gguf -p hi --device tpu");
+  CHECK(r.exit_code == 1);
+  CHECK(r.err.find("--device: unknown value 'tpu'") != std::string::npos);
+}
