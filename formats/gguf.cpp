@@ -598,7 +598,41 @@ void Writer::add_tensor(std::string name, QType type, std::vector<int64_t> ne, c
   tensors_.push_back(PendingTensor{std::move(name), type, std::move(ne), data, nbytes});
 }
 
+void Writer::add_tensor_info(std::string name, QType type, std::vector<int64_t> ne) {
+  static const uint8_t kNoData = 0;
+  add_tensor(std::move(name), type, std::move(ne), &kNoData);  // same validation as add_tensor
+  tensors_.back().data = nullptr;
+}
+
 void Writer::emit(Sink& s) const {
+  for (const auto& t : tensors_)
+    SLM_CHECK(t.data != nullptr, "gguf writer: tensor '{}' was added without data", t.name);
+  emit_header(s);
+  for (const auto& t : tensors_) {
+    s.put(t.data, size_t(t.nbytes));
+    s.pad_to(alignment_);
+  }
+}
+
+std::vector<uint8_t> Writer::header_bytes() const {
+  std::vector<uint8_t> out;
+  VectorSink s(out);
+  emit_header(s);
+  return out;
+}
+
+std::vector<uint64_t> Writer::data_offsets() const {
+  std::vector<uint64_t> offs;
+  offs.reserve(tensors_.size());
+  uint64_t at = header_bytes().size();
+  for (const auto& t : tensors_) {
+    offs.push_back(at);
+    at += (t.nbytes + alignment_ - 1) / alignment_ * alignment_;
+  }
+  return offs;
+}
+
+void Writer::emit_header(Sink& s) const {
   s.pod<uint32_t>(kMagic);
   s.pod<uint32_t>(3);
   s.pod<uint64_t>(tensors_.size());
@@ -618,10 +652,6 @@ void Writer::emit(Sink& s) const {
     offset += (t.nbytes + alignment_ - 1) / alignment_ * alignment_;
   }
   s.pad_to(alignment_);
-  for (const auto& t : tensors_) {
-    s.put(t.data, size_t(t.nbytes));
-    s.pad_to(alignment_);
-  }
 }
 
 std::vector<uint8_t> Writer::to_bytes() const {

@@ -125,6 +125,16 @@ class Writer {
   std::vector<uint8_t> to_bytes() const;
   void write(const std::string& path) const;  // throws slm::Error on I/O failure
 
+  // Streaming writers (quantizer, model export) lay out the header here and write each tensor's
+  // data themselves, so a multi-GB model never has to be in memory at once. A tensor added with
+  // add_tensor_info has no data: header_bytes() and data_offsets() work, to_bytes()/write() throw.
+  void add_tensor_info(std::string name, QType type, std::vector<int64_t> ne);
+  // Everything before the first tensor's data (magic .. tensor infos, zero padding included).
+  std::vector<uint8_t> header_bytes() const;
+  // Absolute file offset of each tensor's data, in add order; the file ends at the last tensor's
+  // offset + its bytes rounded up to the alignment (same layout as write()).
+  std::vector<uint64_t> data_offsets() const;
+
  private:
   struct PendingTensor {
     std::string name;
@@ -134,6 +144,7 @@ class Writer {
     uint64_t nbytes;
   };
   void emit(detail::Sink& s) const;
+  void emit_header(detail::Sink& s) const;
   uint64_t alignment_ = 32;
   std::vector<std::pair<std::string, Value>> kv_;
   std::vector<PendingTensor> tensors_;

@@ -1,9 +1,15 @@
 // Helpers shared by the slmrun subcommands.
 #pragma once
 #include <CLI/CLI.hpp>
+#include <chrono>
 #include <cstdint>
+#include <cstdio>
 #include <string>
 #include <vector>
+
+namespace slm {
+struct QuantizeReport;
+}
 
 namespace slm::cli {
 
@@ -22,5 +28,22 @@ void add_run_command(CLI::App& app);
 void add_tokenize_command(CLI::App& app);
 void add_info_command(CLI::App& app);
 void add_bench_command(CLI::App& app);
+void add_quantize_command(CLI::App& app);
+void add_mkmodel_command(CLI::App& app);
+
+// A one-line progress bar on stderr that appears only once a job has run for a second.
+class ProgressBar {
+ public:
+  explicit ProgressBar(std::string label);
+  ~ProgressBar();  // ends the line if the bar was drawn
+  void update(uint64_t done, uint64_t total, const std::string& what);
+
+ private:
+  std::string label_;
+  std::chrono::steady_clock::time_point start_, last_{};
+  bool shown_ = false;
+};
+// The per-tensor table of a quantize / mkmodel run (cmd_quantize.cpp).
+void print_quantize_report(const QuantizeReport& rep, std::FILE* out);
 
 }  // namespace slm::cli

@@ -1,4 +1,5 @@
-// slmrun: command-line front end. Subcommands: run, tokenize, info, bench.
+// slmrun: command-line front end. Subcommands: run, tokenize, info, bench, quantize,
+// mkmodel.
 // Every failure ends as one line "error: ..." on stderr and a non-zero exit code.
 #include <cstdio>
 #include <exception>
@@ -14,6 +15,8 @@ int main(int argc, char** argv) {
   slm::cli::add_tokenize_command(app);
   slm::cli::add_info_command(app);
   slm::cli::add_bench_command(app);
+  slm::cli::add_quantize_command(app);
+  slm::cli::add_mkmodel_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
