@@ -2,7 +2,10 @@
 #include <cstdio>
 
 #include "core/error.h"
+#include <filesystem>
+
 #include "formats/gguf.h"
+#include "formats/hf_tokenizer.h"
 #include "runtime/tokenizer/tokenizer.h"
 #include "tools/slmrun/common.h"
 
@@ -24,8 +27,14 @@ void add_tokenize_command(CLI::App& app) {
   c->callback([o] {
     SLM_CHECK(o->prompt.empty() || o->file.empty(), "give only one of -p and -f");
     std::string text = o->file.empty() ? (o->no_escape ? o->prompt : unescape(o->prompt)) : read_file(o->file);
-    auto f = gguf::File::open(o->model);
-    auto tok = Tokenizer::from_gguf(*f);
+    // Only the tokenizer is needed: GGUF metadata, or tokenizer.json of an HF directory.
+    std::unique_ptr<Tokenizer> tok;
+    if (std::filesystem::is_directory(o->model)) {
+      tok = Tokenizer::from_spec(read_hf_tokenizer_dir(o->model));
+    } else {
+      auto f = gguf::File::open(o->model);
+      tok = Tokenizer::from_gguf(*f);
+    }
     std::vector<int32_t> ids = tok->encode(text, !o->no_bos, !o->no_special);
     std::printf("[%s]\n", fmt::format("{}", fmt::join(ids, ", ")).c_str());
   });
