@@ -675,3 +675,15 @@ void Writer::write(const std::string& path) const {
 }
 
 }  // namespace slm::gguf
+
+namespace slm::gguf {
+
+void File::release_value(std::string_view key) {
+  auto it = kv_index_.find(std::string(key));
+  if (it == kv_index_.end()) return;
+  Value& v = kv_[it->second].second;
+  std::vector<Value>().swap(v.items);
+  std::string().swap(v.str);
+}
+
+}  // namespace slm::gguf

@@ -92,6 +92,11 @@ class File {
   // or not an array.
   const std::vector<Value>* get_array(std::string_view key) const;
 
+  // Frees the contents of a (large) metadata value once it has been consumed, e.g. the tokenizer
+  // arrays after the tokenizer is built: about 100 bytes per element that would otherwise stay
+  // resident for the life of the model. The key remains, with an empty value of the same type.
+  void release_value(std::string_view key);
+
   const std::vector<TensorInfo>& tensors() const { return tensors_; }
   const TensorInfo* find_tensor(std::string_view name) const;
 

@@ -2,6 +2,8 @@
 // output projection, Llama 3 rope divisors from rope_freqs.weight.
 #include "runtime/model.h"
 
+#include <malloc.h>
+
 #include <filesystem>
 #include <map>
 
@@ -95,6 +97,13 @@ std::unique_ptr<Model> Model::load(const std::string& path, const LoadOptions& o
   tick();
 
   m->tokenizer_ = Tokenizer::from_gguf(f);
+  // The tokenizer holds its own copy now; the parsed arrays would stay resident for nothing.
+  for (const char* key : {"tokenizer.ggml.tokens", "tokenizer.ggml.merges", "tokenizer.ggml.token_type",
+                          "tokenizer.ggml.scores"})
+    m->gguf_->release_value(key);
+  // Hand the freed parse-time heap (hundreds of thousands of small strings) back to the OS, so
+  // it does not count in the resident set next to the weights.
+  malloc_trim(0);
   SLM_CHECK(m->tokenizer_->n_vocab() <= c.n_vocab, "{}: tokenizer has {} tokens but the model only {} rows",
             path, m->tokenizer_->n_vocab(), c.n_vocab);
   tick();
