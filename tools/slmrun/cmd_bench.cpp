@@ -97,89 +97,12 @@ double seconds(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
-void bench_model(const Model& model, const BenchOptions& o, const std::vector<int>& threads,
-                 const std::vector<cpu::Isa>& isas, cpu::ActPrecision prec, std::vector<Row>& rows) {
-  int max_p = 1, max_n = 1;
-  for (int p : o.prompt) max_p = std::max(max_p, p);
-  for (int n : o.gen) max_n = std::max(max_n, n);
-  SessionOptions so;
-  so.n_ctx = std::max(max_p, max_n + 1) + 1;
-  so.max_batch = std::min(max_p, 512);
-  so.precision = prec;
-  Session s(model, so);
-  const int64_t V = model.config().n_vocab;
-  for (cpu::Isa isa : isas) {
-    cpu::set_isa(isa);
-    for (int nt : threads) {
-      omp_set_num_threads(nt);
-      Row base;
-      base.model = model.path();
-      base.model_type = model.dominant_type();
-      base.model_size = model.file_bytes();
-      base.weight_bytes = model.weight_bytes();
-      base.isa = std::string(cpu::isa_name(isa));
-      base.n_threads = nt;
-      if (!o.no_bw) {
-        base.bw_gbs = measure_read_bandwidth(size_t(1) << 30, nt, 3).median_gbs;
-        // The probe's 1 GiB buffer is freed again: restart the peak at what the model holds now.
-        reset_peak_rss();
-      }
-      for (int p : o.prompt) {
-        if (p == 0) continue;
-        const auto toks = random_tokens(p, V, 42);
-        std::vector<double> ts;
-        for (int r = -1; r < o.reps; ++r) {  // r = -1: warm-up (page faults, caches)
-          s.reset();
-          auto t0 = std::chrono::steady_clock::now();
-          s.eval(toks);
-          if (r >= 0) ts.push_back(p / seconds(t0));
-        }
-        Row row = base;
-        row.test = "pp" + std::to_string(p);
-        stats(ts, &row.avg_ts, &row.stddev_ts);
-        row.peak_rss = current_peak_rss();
-        rows.push_back(row);
-      }
-      for (int n : o.gen) {
-        if (n == 0) continue;
-        const auto toks = random_tokens(n + 1, V, 7);
-        std::vector<double> ts;
-        for (int r = -1; r < o.reps; ++r) {
-          s.reset();
-          s.eval(std::span<const int32_t>(toks.data(), 1));
-          auto t0 = std::chrono::steady_clock::now();
-          for (int i = 1; i <= n; ++i) s.eval(std::span<const int32_t>(toks.data() + i, 1));
-          if (r >= 0) ts.push_back(n / seconds(t0));
-        }
-        Row row = base;
-        row.test = "tg" + std::to_string(n);
-        stats(ts, &row.avg_ts, &row.stddev_ts);
-        if (row.bw_gbs > 0) row.roofline_pct = 100.0 * row.avg_ts * double(row.weight_bytes) / (row.bw_gbs * 1e9);
-        row.peak_rss = current_peak_rss();
-        rows.push_back(row);
-      }
-    }
-  }
-}
-
-#if SLM_HAVE_CUDA
-// The same ppN / tgN measurements on a CudaSession (eval() synchronises, so wall time is GPU
-// time plus launch overhead). Prints the session's VRAM report to stderr.
-void bench_model_cuda(const Model& model, const BenchOptions& o, std::vector<Row>& rows) {
-  int max_p = 1, max_n = 1;
-  for (int p : o.prompt) max_p = std::max(max_p, p);
-  for (int n : o.gen) max_n = std::max(max_n, n);
-  CudaSessionOptions co;
-  co.n_ctx = std::max(max_p, max_n + 1) + 1;
-  co.max_batch = std::min(max_p, 512);
-  CudaSession s(model, co);
-  const int64_t V = model.config().n_vocab;
-  Row base;
-  base.model = model.path();
-  base.model_type = model.dominant_type();
-  base.model_size = model.file_bytes();
-  base.weight_bytes = model.weight_bytes();
-  base.isa = "cuda:" + s.device_name();
+// ppN: time one batched eval of N tokens; tgN: after one token, time N single-token evals (the
+// first repetition is a warm-up: page faults, caches, CUDA graph capture). Works for any session
+// type with reset()/eval() (Session, CudaSession).
+template <class S>
+void measure_tests(S& s, const BenchOptions& o, const Row& base, std::vector<Row>& rows) {
+  const int64_t V = s.n_vocab();
   for (int p : o.prompt) {
     if (p == 0) continue;
     const auto toks = random_tokens(p, V, 42);
@@ -200,7 +123,7 @@ void bench_model_cuda(const Model& model, const BenchOptions& o, std::vector<Row
     if (n == 0) continue;
     const auto toks = random_tokens(n + 1, V, 7);
     std::vector<double> ts;
-    for (int r = -1; r < o.reps; ++r) {  // r = -1 also captures the decode graph
+    for (int r = -1; r < o.reps; ++r) {
       s.reset();
       s.eval(std::span<const int32_t>(toks.data(), 1));
       auto t0 = std::chrono::steady_clock::now();
@@ -210,9 +133,61 @@ void bench_model_cuda(const Model& model, const BenchOptions& o, std::vector<Row
     Row row = base;
     row.test = "tg" + std::to_string(n);
     stats(ts, &row.avg_ts, &row.stddev_ts);
+    if (row.bw_gbs > 0) row.roofline_pct = 100.0 * row.avg_ts * double(row.weight_bytes) / (row.bw_gbs * 1e9);
     row.peak_rss = current_peak_rss();
     rows.push_back(row);
   }
+}
+
+void bench_model(const Model& model, const BenchOptions& o, const std::vector<int>& threads,
+                 const std::vector<cpu::Isa>& isas, cpu::ActPrecision prec, std::vector<Row>& rows) {
+  int max_p = 1, max_n = 1;
+  for (int p : o.prompt) max_p = std::max(max_p, p);
+  for (int n : o.gen) max_n = std::max(max_n, n);
+  SessionOptions so;
+  so.n_ctx = std::max(max_p, max_n + 1) + 1;
+  so.max_batch = std::min(max_p, 512);
+  so.precision = prec;
+  Session s(model, so);
+  for (cpu::Isa isa : isas) {
+    cpu::set_isa(isa);
+    for (int nt : threads) {
+      omp_set_num_threads(nt);
+      Row base;
+      base.model = model.path();
+      base.model_type = model.dominant_type();
+      base.model_size = model.file_bytes();
+      base.weight_bytes = model.weight_bytes();
+      base.isa = std::string(cpu::isa_name(isa));
+      base.n_threads = nt;
+      if (!o.no_bw) {
+        base.bw_gbs = measure_read_bandwidth(size_t(1) << 30, nt, 3).median_gbs;
+        // The probe's 1 GiB buffer is freed again: restart the peak at what the model holds now.
+        reset_peak_rss();
+      }
+      measure_tests(s, o, base, rows);
+    }
+  }
+}
+
+#if SLM_HAVE_CUDA
+// The same ppN / tgN measurements on a CudaSession (eval() synchronises, so wall time is GPU
+// time plus launch overhead). Prints the session's VRAM report to stderr.
+void bench_model_cuda(const Model& model, const BenchOptions& o, std::vector<Row>& rows) {
+  int max_p = 1, max_n = 1;
+  for (int p : o.prompt) max_p = std::max(max_p, p);
+  for (int n : o.gen) max_n = std::max(max_n, n);
+  CudaSessionOptions co;
+  co.n_ctx = std::max(max_p, max_n + 1) + 1;
+  co.max_batch = std::min(max_p, 512);
+  CudaSession s(model, co);
+  Row base;
+  base.model = model.path();
+  base.model_type = model.dominant_type();
+  base.model_size = model.file_bytes();
+  base.weight_bytes = model.weight_bytes();
+  base.isa = "cuda:" + s.device_name();
+  measure_tests(s, o, base, rows);
   const CudaMemoryReport m = s.memory_report();
   const double MiB = 1024.0 * 1024.0;
   std::fprintf(stderr,

@@ -58,36 +58,6 @@ std::unique_ptr<Model> load_model(const std::string& path, double* ms) {
   return m;
 }
 
-// generate() for the CPU Session; the same loop for other session types (CudaSession).
-template <class S>
-GenerateResult generate_on(S& s, Sampler& sampler, std::span<const int32_t> prompt, const GenerateOptions& o) {
-  if constexpr (std::is_same_v<S, Session>) {
-    return generate(s, sampler, prompt, o);
-  } else {
-    GenerateResult r;
-    std::vector<int32_t> history(prompt.begin(), prompt.end());
-    const int64_t budget = o.n_predict < 0 ? s.n_ctx() : o.n_predict;
-    const Tokenizer& tok = s.model().tokenizer();
-    auto t0 = std::chrono::steady_clock::now();
-    for (int64_t i = 0; i < budget; ++i) {
-      const int32_t next = sampler.sample(std::span<const float>(s.last_logits(), size_t(s.n_vocab())), history);
-      r.tokens.push_back(next);
-      history.push_back(next);
-      if (o.on_token && !o.on_token(next)) break;
-      if (o.stop_at_eog && tok.is_eog(next)) break;
-      if (i + 1 == budget) break;
-      if (s.n_past() >= s.n_ctx()) {
-        r.hit_context_end = true;
-        break;
-      }
-      s.eval(std::span<const int32_t>(&next, 1));
-    }
-    r.timings.gen_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-    r.timings.n_gen = int64_t(r.tokens.size());
-    return r;
-  }
-}
-
 // Multi-turn chat on stdin: each line is a user turn; the KV cache keeps the conversation, so
 // every turn only evaluates its own tokens. Ends at EOF or an empty line.
 void interactive_chat(const RunOptions& o, Model& model, Session& session) {
@@ -217,7 +187,7 @@ void run(const RunOptions& o) {
       return true;
     };
     GenerateResult r;
-    if (o.n_predict != 0) r = generate_on(session, sampler, prompt, go);
+    if (o.n_predict != 0) r = generate(session, sampler, prompt, go);
     r.timings.prompt_ms = prompt_ms;
     r.timings.n_prompt = int64_t(prompt.size());
     std::string tail = stream.flush();
