@@ -6,13 +6,16 @@
 // streams its weights from DRAM as it does in a real forward pass.
 //
 //   bench_cpu_linear [--threads N] [--types Q4_0,Q8_0,...] [--isa avx2,avx512] [--reps R]
-//                    [--batch 1,64] [--shapes 2048x8192,...] [--quick]
+//                    [--batch 1,64] [--shapes 2048x8192,...] [--quick] [--hot]
+// --hot: a single weight copy (cache-resident when it fits the LLC): the compute limit of a kernel.
+// --onednn: F32/F16/BF16 prefill (default batches 16,64,256) against oneDNN (see bench_onednn).
 // Columns: median_ms / min_ms wall time per call; GB/s and %BW from the median; cpu_ms = process
 // CPU time per call / threads (robust to other processes on a shared machine; run with
 // OMP_WAIT_POLICY=passive so barrier waits do not count), cpuGB/s and cpu%BW (against the
 // bandwidth measured the same way).
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -22,13 +25,21 @@
 #include <string>
 #include <vector>
 
+#include <immintrin.h>
+
 #include "core/error.h"
+#include "core/half.h"
 #include "kernels/cpu/isa.h"
 #include "kernels/cpu/linear.h"
+#include "kernels/cpu/linear_internal.h"
 #include "kernels/quant/types.h"
 
 #ifdef _OPENMP
 #include <omp.h>
+#endif
+#if SLM_HAVE_ONEDNN
+#include <dnnl.h>
+#include <dnnl.hpp>
 #endif
 
 namespace {
@@ -103,11 +114,167 @@ struct Shape {
   const char* name;
 };
 
+#if SLM_HAVE_ONEDNN
+// fp16 -> f32 with F16C, 8 per instruction (the cost a oneDNN path for F16 weights would pay per
+// weight element and call, unless it kept an f32 copy of the weights).
+__attribute__((target("avx2,f16c"))) void fp16_to_f32_f16c(const uint16_t* h, float* f,
+                                                            int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    _mm256_storeu_ps(f + i,
+                     _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(h + i))));
+  for (; i < n; ++i) f[i] = fp16_to_f32(h[i]);
+}
+
+// --onednn: prefill GEMM of F32 / F16 / BF16 weights, ours (linear() with the given precision)
+// against oneDNN: F32 -> f32 matmul primitive (dnnl_sgemm with SLM_BENCH_SGEMM=1); F16 -> F16C
+// fp16->f32 conversion of the whole weight (timed separately: oneDNN 2.6 has no f16 GEMM on CPUs
+// without AVX512-FP16) + the f32 matmul; BF16 -> a
+// matmul primitive with bf16 weights and bf16-rounded activations (= ActPrecision::LlamaCpp),
+// f32 output. Variants alternate per repetition (A B A B ...); medians of process CPU time per
+// call / threads; the weights stay cache-resident across calls for the small shapes, which is what
+// a compute-bound GEMM sees anyway (m = 64 reads each weight byte once per 64 tokens).
+void bench_onednn(const std::vector<QType>& types, const std::vector<Shape>& shapes,
+                  const std::vector<int64_t>& batches, int threads, int reps, cpu::Isa isa,
+                  bool sgemm) {
+  std::printf("oneDNN %d.%d.%d comparison, threads %d, isa %s: GFLOP/s from CPU time (ms/call)\n",
+              DNNL_VERSION_MAJOR, DNNL_VERSION_MINOR, DNNL_VERSION_PATCH, threads,
+              std::string(cpu::isa_name(isa)).c_str());
+  std::printf("%-5s %6s %6s %4s %-9s %16s %16s %16s %16s\n", "type", "n", "k", "m", "prec",
+              "ours", "onednn", "conv_ms", "onednn+conv");
+  std::mt19937 rng(7);
+  std::normal_distribution<float> nd(0.f, 1.f);
+  dnnl::engine eng(dnnl::engine::kind::cpu, 0);
+  dnnl::stream strm(eng);
+  cpu::Workspace ws;
+  for (QType type : types) {
+    if (type != QType::F32 && type != QType::F16 && type != QType::BF16) continue;
+    for (const Shape& sh : shapes) {
+      const size_t nk = size_t(sh.n) * size_t(sh.k);
+      std::vector<float> wf(nk);
+      for (auto& v : wf) v = nd(rng) * 0.05f;
+      std::vector<uint8_t> w(row_bytes(type, sh.k) * size_t(sh.n));
+      for (int64_t r = 0; r < sh.n; ++r)
+        quantize_row(type, wf.data() + size_t(r) * size_t(sh.k),
+                     w.data() + size_t(r) * row_bytes(type, sh.k), sh.k);
+      std::vector<float> wconv(type == QType::F16 ? nk : 0);
+      for (int64_t m : batches) {
+        ws.reserve(cpu::linear_workspace_bytes(m, sh.k));
+        std::vector<float> x(size_t(m * sh.k)), y(size_t(m * sh.n)), y2(size_t(m * sh.n));
+        for (auto& v : x) v = nd(rng);
+        std::vector<uint16_t> xb(type == QType::BF16 ? x.size() : 0);
+        // BF16: matmul primitive src bf16 [m, k], weights bf16 [k, n] stored as W[n, k] (ba).
+        dnnl::matmul bf_prim;
+        dnnl::memory bf_src, bf_wei, bf_dst;
+        if (type == QType::BF16) {
+          using dt = dnnl::memory::data_type;
+          using tag = dnnl::memory::format_tag;
+          dnnl::memory::desc src_md({m, sh.k}, dt::bf16, tag::ab);
+          dnnl::memory::desc wei_md({sh.k, sh.n}, dt::bf16, tag::ba);
+          dnnl::memory::desc dst_md({m, sh.n}, dt::f32, tag::ab);
+          bf_prim = dnnl::matmul(dnnl::matmul::primitive_desc(
+              dnnl::matmul::desc(src_md, wei_md, dst_md), eng));
+          bf_src = dnnl::memory(src_md, eng, xb.data());
+          bf_wei = dnnl::memory(wei_md, eng, w.data());
+          bf_dst = dnnl::memory(dst_md, eng, y2.data());
+        }
+        // F32 / F16 (converted): matmul primitive on f32 (brgemm kernels; dnnl_sgemm measured
+        // 3x slower on this machine), weights [k, n] stored as W[n, k].
+        dnnl::matmul f_prim;
+        dnnl::memory f_src, f_wei, f_dst;
+        if (type != QType::BF16) {
+          using dt = dnnl::memory::data_type;
+          using tag = dnnl::memory::format_tag;
+          dnnl::memory::desc src_md({m, sh.k}, dt::f32, tag::ab);
+          dnnl::memory::desc wei_md({sh.k, sh.n}, dt::f32, tag::ba);
+          dnnl::memory::desc dst_md({m, sh.n}, dt::f32, tag::ab);
+          f_prim = dnnl::matmul(dnnl::matmul::primitive_desc(
+              dnnl::matmul::desc(src_md, wei_md, dst_md), eng));
+          f_src = dnnl::memory(src_md, eng, x.data());
+          f_wei = dnnl::memory(wei_md, eng, type == QType::F16 ? static_cast<void*>(wconv.data())
+                                                               : static_cast<void*>(w.data()));
+          f_dst = dnnl::memory(dst_md, eng, y2.data());
+        }
+        const cpu::ActPrecision prec =
+            type == QType::F32 ? cpu::ActPrecision::F32 : cpu::ActPrecision::LlamaCpp;
+        std::vector<double> t_ours, t_dnnl, t_conv;
+        for (int rep = -1; rep < reps; ++rep) {
+          double c0 = process_cpu_seconds();
+          cpu::LinearArgs a{type, w.data(), sh.n, sh.k, x.data(), m, y.data(), sh.n};
+          cpu::detail::set_onednn_enabled(false);  // our kernel, not linear()'s oneDNN route
+          cpu::linear_isa(a, ws, prec, isa);
+          cpu::detail::set_onednn_enabled(true);
+          const double ours = (process_cpu_seconds() - c0) / threads;
+          c0 = process_cpu_seconds();
+          if (type == QType::F16) {
+            const auto* h = reinterpret_cast<const uint16_t*>(w.data());
+            const int64_t chunk = 65536;
+#pragma omp parallel for schedule(static)
+            for (int64_t i = 0; i < int64_t(nk); i += chunk)
+              fp16_to_f32_f16c(h + i, wconv.data() + i, std::min<int64_t>(chunk, int64_t(nk) - i));
+          } else if (type == QType::BF16) {
+            // LlamaCpp precision: activations rounded to bf16 (the weights are bf16 already).
+            for (size_t i = 0; i < x.size(); ++i) xb[i] = f32_to_bf16(x[i]);
+          }
+          const double conv = (process_cpu_seconds() - c0) / threads;
+          c0 = process_cpu_seconds();
+          if (type == QType::BF16) {
+            bf_prim.execute(strm, {{DNNL_ARG_SRC, bf_src},
+                                   {DNNL_ARG_WEIGHTS, bf_wei},
+                                   {DNNL_ARG_DST, bf_dst}});
+            strm.wait();
+          } else if (sgemm) {
+            const float* wp =
+                type == QType::F16 ? wconv.data() : reinterpret_cast<const float*>(w.data());
+            SLM_CHECK(dnnl_sgemm('N', 'T', m, sh.n, sh.k, 1.f, x.data(), sh.k, wp, sh.k, 0.f,
+                                 y2.data(), sh.n) == dnnl_success,
+                      "dnnl_sgemm failed");
+          } else {
+            f_prim.execute(strm, {{DNNL_ARG_SRC, f_src},
+                                  {DNNL_ARG_WEIGHTS, f_wei},
+                                  {DNNL_ARG_DST, f_dst}});
+            strm.wait();
+          }
+          const double dn = (process_cpu_seconds() - c0) / threads;
+          if (rep >= 0) {
+            t_ours.push_back(ours);
+            t_dnnl.push_back(dn);
+            t_conv.push_back(conv);
+          }
+        }
+        // Sanity: the two products agree to float accuracy (bf16: both use bf16 inputs).
+        double maxdiff = 0, maxy = 0;
+        for (size_t i = 0; i < y.size(); ++i) {
+          maxdiff = std::max(maxdiff, double(std::abs(y[i] - y2[i])));
+          maxy = std::max(maxy, double(std::abs(y[i])));
+        }
+        SLM_CHECK(maxdiff <= 1e-3 * maxy + 1e-3, "oneDNN and linear() disagree: {} (max |y| {})",
+                  maxdiff, maxy);
+        auto med = [](std::vector<double> v) {
+          std::sort(v.begin(), v.end());
+          return v[v.size() / 2];
+        };
+        const double flop = 2.0 * double(nk) * double(m);
+        const double o = med(t_ours), d = med(t_dnnl), c = med(t_conv);
+        std::printf(
+            "%-5s %6lld %6lld %4lld %-9s %7.1f (%6.2f) %7.1f (%6.2f) %16.3f %7.1f (%6.2f)\n",
+            std::string(qtype_name(type)).c_str(), (long long)sh.n, (long long)sh.k, (long long)m,
+            type == QType::F32 ? "f32" : "llamacpp", flop / o / 1e9, o * 1e3, flop / d / 1e9,
+            d * 1e3, c * 1e3, flop / (d + c) / 1e9, (d + c) * 1e3);
+        std::fflush(stdout);
+      }
+    }
+  }
+}
+#endif
+
 }  // namespace
 
 int main(int argc, char** argv) try {
   int threads = 0, reps = 7;
   bool quick = false;
+  bool hot = false;  // one weight copy, so it stays in the LLC: measures the kernels' compute limit
+  bool onednn = false;  // compare the float-weight prefill GEMM with oneDNN instead
   std::vector<std::string> shape_filter;  // "NxK" entries
   std::vector<std::string> type_names, isa_names;
   std::vector<int64_t> batches = {1, 64};
@@ -130,12 +297,16 @@ int main(int argc, char** argv) try {
       for (const auto& b : split(val())) batches.push_back(std::atoll(b.c_str()));
     } else if (a == "--quick")
       quick = true;
+    else if (a == "--hot")
+      hot = true;
+    else if (a == "--onednn")
+      onednn = true;
     else if (a == "--shapes")
       shape_filter = split(val());
     else if (a == "--help" || a == "-h") {
       std::printf(
           "usage: bench_cpu_linear [--threads N] [--types list] [--isa list] [--reps R] "
-          "[--batch 1,64] [--shapes NxK,...] [--quick]\n");
+          "[--batch 1,64] [--shapes NxK,...] [--quick] [--hot] [--onednn]\n");
       return 0;
     } else
       fail("unknown argument '{}'", a);
@@ -182,6 +353,18 @@ int main(int argc, char** argv) try {
     }
   }
 
+  if (onednn) {
+#if SLM_HAVE_ONEDNN
+    if (type_names.empty()) types = {QType::F32, QType::F16, QType::BF16};
+    if (batches.size() == 2 && batches[0] == 1) batches = {16, 64, 256};
+    const bool sgemm = std::getenv("SLM_BENCH_SGEMM") != nullptr;
+    for (cpu::Isa isa : isas) bench_onednn(types, shapes, batches, threads, reps, isa, sgemm);
+    return 0;
+#else
+    fail("--onednn: built without oneDNN (SLM_ONEDNN=OFF)");
+#endif
+  }
+
   double cpu_bw = 0;
   const double bw = measure_read_bandwidth(threads, cpu_bw);
   std::printf(
@@ -212,7 +395,7 @@ int main(int argc, char** argv) try {
       }
       // Enough copies that consecutive calls cannot hit in the 32+ MiB last-level cache.
       const size_t copies =
-          std::max<size_t>(1, std::min<size_t>(16, (size_t(256) << 20) / bytes + 1));
+          hot ? 1 : std::max<size_t>(1, std::min<size_t>(16, (size_t(256) << 20) / bytes + 1));
       std::vector<std::vector<uint8_t>> w(copies);
       for (auto& c : w) {
         c.resize(bytes);

@@ -393,7 +393,8 @@ void linear_ref(const LinearArgs& a, Workspace& ws, ActPrecision prec) {
 //    (dequantize 1024-element chunks, float dot): exact but slow, kept for validation;
 //  * F16/BF16/F32 weights, F32: SIMD float dot against the float activations;
 //  * F16/BF16 weights, LlamaCpp: activations rounded to fp16/bf16 first (as llama.cpp does), then
-//    the same float SIMD kernel, or vdpbf16ps for BF16 on CPUs with AVX512_BF16.
+//    the same float SIMD kernel, or vdpbf16ps for BF16 on CPUs with AVX512_BF16 (prefill with
+//    m >= kOneDnnMinM: oneDNN's bf16 matmul when built with it, see linear_onednn.cpp).
 void linear_isa(const LinearArgs& a, Workspace& ws, ActPrecision prec, Isa isa) {
   check_args(a);
   if (a.n == 0 || a.m == 0) return;
@@ -425,6 +426,7 @@ void linear_isa(const LinearArgs& a, Workspace& ws, ActPrecision prec, Isa isa) 
                         a.y,
                         a.ldy};
   ka.bf16_dot = isa == Isa::AVX512 && kind == ActKind::BF16 && cpu_has_avx512_bf16();
+  if (detail::onednn_bf16_gemm(ka)) return;
   // Row tiles of 8 keep the kernels' 4-row register blocks and 8-row packed tiles whole inside
   // a thread.
   constexpr int64_t kRowAlign = 8;
@@ -477,6 +479,7 @@ void linear_multi_isa(const LinearArgs* calls, int count, Workspace& ws, ActPrec
     shared = a.x == a0.x && a.m == a0.m && a.k == a0.k && ki == kind &&
              (is_nibble_type(a.type) && a.m < 4) == pair &&
              (!quantized || prec == ActPrecision::LlamaCpp) &&
+             !(kind == ActKind::BF16 && a.m >= detail::kOneDnnMinM) &&  // oneDNN's (linear_isa)
              (isa == Isa::AVX512 ? detail::avx512::supports(a.type, ki)
                                  : detail::avx2::supports(a.type, ki));
   }

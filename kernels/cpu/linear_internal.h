@@ -68,6 +68,16 @@ struct KernelArgs {
   bool bf16_dot = false;  // BF16 weights x bf16 activations with vdpbf16ps
 };
 
+// Prefill of BF16 weights x bf16 activations (KernelArgs::bf16_dot) with m >= kOneDnnMinM goes
+// to oneDNN's matmul (linear_onednn.cpp; measured 15-20 % faster than our vdpbf16ps kernel at
+// m >= 64 on Zen 4, docs/cpu-kernels.md). Returns false, having written nothing, when the call is
+// not such a case or the library is absent (SLM_HAVE_ONEDNN unset) or refuses it; all rows
+// [0, n) are computed, using oneDNN's own OpenMP threads.
+constexpr int64_t kOneDnnMinM = 64;
+bool onednn_bf16_gemm(const KernelArgs& a);
+// Turns that route off (true by default) so benchmarks can time our own kernel for comparison.
+void set_onednn_enabled(bool on);
+
 // Per-ISA entry points. `supports` says whether the ISA has a kernel for (type, activation kind);
 // `run` computes rows [r0, r1). Kinds: quantized weights with Q8_* activations, float weights with
 // F32/F16/BF16 (rounded) float activations.

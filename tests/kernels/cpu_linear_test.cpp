@@ -9,6 +9,7 @@
 #include <cstring>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/error.h"
@@ -25,6 +26,12 @@ namespace slm::cpu {
 namespace {
 
 constexpr double kU = 1.0 / 16777216.0;  // unit roundoff of float32 (2^-24)
+
+#if SLM_HAVE_ONEDNN
+constexpr bool kBuiltWithOneDnn = true;
+#else
+constexpr bool kBuiltWithOneDnn = false;
+#endif
 
 std::vector<QType> weight_types() {
   std::vector<QType> out;
@@ -381,6 +388,52 @@ TEST_CASE("ldy > n leaves the padding columns untouched; bad shapes throw") {
   bad = a;
   bad.ldy = 3;
   CHECK_THROWS_AS(linear(bad, ws, ActPrecision::F32), Error);
+}
+
+TEST_CASE("BF16 prefill through oneDNN matches the bf16 reference within the float bound") {
+  // The path linear() takes for BF16 weights, LlamaCpp precision, m >= kOneDnnMinM on AVX-512
+  // CPUs with AVX512_BF16 when built with oneDNN: bf16 x bf16 products (exact in float), f32
+  // accumulation in oneDNN's order, so the float-weight bound of `tolerance` applies (depth k + 8).
+  // Called directly to know the path was taken, and through linear_isa with ldy > n.
+  const bool expect_onednn = kBuiltWithOneDnn && int(detected_isa()) >= int(Isa::AVX512) &&
+                             cpu_has_avx512_bf16();
+  Workspace ws;
+  // k = 100: the bf16 activation plane's row stride (128) differs from k.
+  const std::pair<int64_t, int64_t> shapes[] = {{detail::kOneDnnMinM, 512}, {77, 100}};
+  for (const auto& [m, k] : shapes) {
+    const Problem p = make_problem(QType::BF16, 67, k, m, 4242);
+    const int64_t ldy = p.n + 3;
+    std::vector<float> yref(size_t(m * p.n)), y(size_t(m * ldy), -7.f), yd(size_t(m * p.n), 0.f);
+    linear_ref(args_of(p, yref.data()), ws, ActPrecision::LlamaCpp);
+    const auto tol = tolerance(p, ActPrecision::LlamaCpp);
+    LinearArgs a{p.type, p.w.data(), p.n, p.k, p.x.data(), p.m, y.data(), ldy};
+    linear_isa(a, ws, ActPrecision::LlamaCpp, detected_isa());
+    // Direct call on converted activations.
+    ws.reserve(linear_workspace_bytes(m, p.k));
+    detail::ActBuf act;
+    detail::convert_activations(detail::ActKind::BF16, p.x.data(), m, p.k, ws.bytes.data(), act);
+    detail::KernelArgs ka{p.type, p.w.data(), row_bytes(p.type, p.k), p.n, p.k, m, &act,
+                          p.x.data(), yd.data(), p.n};
+    ka.bf16_dot = expect_onednn;
+    CHECK(detail::onednn_bf16_gemm(ka) == expect_onednn);
+    int bad = 0, bad_direct = 0, pad_changed = 0;
+    double worst = 0;
+    for (int64_t t = 0; t < m; ++t) {
+      for (int64_t r = 0; r < p.n; ++r) {
+        const size_t i = size_t(t * p.n + r);
+        const double err = std::fabs(double(y[size_t(t * ldy + r)]) - yref[i]);
+        if (!(err <= tol[i])) ++bad;
+        if (expect_onednn && !(std::fabs(double(yd[i]) - yref[i]) <= tol[i])) ++bad_direct;
+        worst = std::max(worst, err / tol[i]);
+      }
+      for (int64_t c = p.n; c < ldy; ++c) pad_changed += y[size_t(t * ldy + c)] != -7.f;
+    }
+    INFO("m=" << m << " k=" << k << " oneDNN expected: " << expect_onednn
+                << " worst err/tol=" << worst);
+    CHECK(bad == 0);
+    CHECK(bad_direct == 0);
+    CHECK(pad_changed == 0);
+  }
 }
 
 TEST_CASE("the activation kind of every weight type is llama.cpp's vec_dot_type") {
