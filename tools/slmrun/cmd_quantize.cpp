@@ -1,9 +1,15 @@
 // `slmrun quantize`: F32/F16/BF16 GGUF -> GGUF in any type or llama.cpp mixture (runtime/quantize.h),
-// with a progress bar on stderr for long runs and a per-tensor size/error table at the end.
+// optionally with a LoRA adapter merged first; or any model -> GPTQ / RTN directory
+// (runtime/gptq_quantize.h). Progress on stderr for long runs and a per-tensor table at the end.
 #include <cmath>
 #include <cstdio>
+#include <optional>
 
 #include "core/error.h"
+#include "runtime/gguf_export.h"
+#include "runtime/gptq_quantize.h"
+#include "runtime/lora.h"
+#include "runtime/mixtures.h"
 #include "runtime/quantize.h"
 #include "tools/slmrun/common.h"
 
@@ -48,17 +54,76 @@ struct QuantizeArgs {
   std::string input, output, type;
   bool pure = false, quiet = false, no_error = false;
   int threads = 0;
+  // GPTQ / RTN (--type gptq|rtn): an AutoGPTQ directory.
+  int bits = 4, group_size = 128;
+  bool act_order = false, sym = false, lm_head = false;
+  double damp = 0.01;
+  std::string calib;
+  int64_t samples = 128, seq_len = 512;
+  // LoRA merged into the float weights before quantizing.
+  std::string lora;
+  float lora_scale = 1.f;
 };
+
+// --type gptq / rtn: quantize every linear (GPTQ with calibration text, or round-to-nearest) and
+// write an AutoGPTQ-compatible directory.
+void quantize_gptq(const QuantizeArgs& a) {
+  const bool rtn = a.type == "rtn" || a.type == "RTN";
+  SLM_CHECK(rtn || !a.calib.empty(), "--type gptq needs --calib FILE (calibration text)");
+  auto model = Model::load(a.input);
+  GptqQuantizeOptions qo;
+  qo.solver.bits = a.bits;
+  qo.solver.group_size = a.group_size;
+  qo.solver.desc_act = a.act_order;
+  qo.solver.sym = a.sym;
+  qo.solver.damp_percent = a.damp;
+  qo.rtn = rtn;
+  qo.lm_head = a.lm_head;
+  if (!rtn) qo.calibration_text = read_file(a.calib);
+  qo.n_samples = a.samples;
+  qo.seq_len = a.seq_len;
+  if (!a.quiet) qo.log = [](const std::string& s) { std::fprintf(stderr, "%s\n", s.c_str()); };
+  std::optional<LoraAdapter> lora;
+  if (!a.lora.empty()) {
+    lora = load_lora_adapter(a.lora);
+    qo.lora = &*lora;
+    qo.lora_scale = a.lora_scale;
+  }
+  GptqQuantizeReport rep = gptq_quantize_model(*model, a.output, qo);
+  if (!a.quiet) {
+    std::printf("%-48s %5s %8s\n", "tensor", "bits", "rel err");
+    for (const GptqTensorReport& t : rep.tensors) std::printf("%-48s %5d %8.4f\n", t.name.c_str(), t.bits, t.rel_error);
+    std::printf("%s: %zu linears in %.1f s\n", a.output.c_str(), rep.tensors.size(), rep.seconds);
+  }
+}
+
+// GGUF output with a LoRA adapter: load, merge into float weights, then quantize from memory
+// with the same mixture rules and file layout as the file-to-file path.
+QuantizeReport quantize_with_lora(const QuantizeArgs& a, const WriteOptions& w) {
+  auto base = Model::load(a.input);
+  auto merged = merge_lora(*base, load_lora_adapter(a.lora), a.lora_scale);
+  base.reset();
+  auto mix = mixture_from_name(a.type, a.pure);
+  SLM_CHECK(mix.has_value(), "--type: unknown type or mixture '{}'", a.type);
+  const ModelConfig& c = merged->config();
+  ModelTensorSource src(*merged);
+  const auto types = plan_tensor_types(src, *mix, MixtureContext{c.n_layers, c.n_heads, c.n_kv_heads, c.tied_embeddings});
+  std::vector<std::string> names;
+  for (const SourceTensor& t : src.tensors()) names.push_back(t.name);
+  const auto meta = llama_gguf_metadata(c, merged->has_tokenizer() ? &merged->tokenizer().spec() : nullptr, mix->file_type);
+  return write_gguf(src, types, llama_quantize_order(names), meta, a.output, w);
+}
 
 void quantize(const QuantizeArgs& a) {
   apply_threads_and_isa(a.threads, "");
+  if (a.type == "gptq" || a.type == "GPTQ" || a.type == "rtn" || a.type == "RTN") return quantize_gptq(a);
   QuantizeOptions opts;
   opts.type = a.type;
   opts.pure = a.pure;
   opts.write.compute_error = !a.no_error;
   ProgressBar bar("quantize");
   if (!a.quiet) opts.write.progress = [&bar](uint64_t d, uint64_t t, const std::string& n) { bar.update(d, t, n); };
-  QuantizeReport rep = quantize_gguf_file(a.input, a.output, opts);
+  QuantizeReport rep = a.lora.empty() ? quantize_gguf_file(a.input, a.output, opts) : quantize_with_lora(a, opts.write);
   bar.update(1, 1, "");
   if (!a.quiet) print_quantize_report(rep, stdout);
 }
@@ -73,12 +138,23 @@ void add_quantize_command(CLI::App& app) {
   c->add_option("-o,--output", a->output, "output GGUF file")->required();
   c->add_option("--type", a->type,
                 "type or mixture: Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q2_K Q3_K_S Q3_K_M Q4_K_S Q4_K_M Q5_K_S Q5_K_M Q6_K "
-                "IQ4_NL IQ4_XS F16 BF16 F32")
+                "IQ4_NL IQ4_XS F16 BF16 F32; or gptq / rtn (-o is then a directory)")
       ->required();
   c->add_flag("--pure", a->pure, "every 2-D weight gets the type itself (no mixture rules)");
   c->add_option("-t,--threads", a->threads, "threads (default: all cores)");
   c->add_flag("-q,--quiet", a->quiet, "no progress bar and no summary table");
   c->add_flag("--no-error", a->no_error, "skip measuring the reconstruction error (faster)");
+  c->add_option("--bits", a->bits, "gptq/rtn: bits per weight (2, 3, 4, 8)")->capture_default_str();
+  c->add_option("--group-size", a->group_size, "gptq/rtn: group size (-1: one group per row)")->capture_default_str();
+  c->add_flag("--act-order", a->act_order, "gptq: quantize columns in order of decreasing Hessian diagonal (desc_act)");
+  c->add_flag("--sym", a->sym, "gptq/rtn: symmetric grid");
+  c->add_flag("--quantize-lm-head", a->lm_head, "gptq/rtn: also quantize an untied lm_head");
+  c->add_option("--damp", a->damp, "gptq: dampening, fraction of the mean Hessian diagonal")->capture_default_str();
+  c->add_option("--calib", a->calib, "gptq: calibration text file");
+  c->add_option("--samples", a->samples, "gptq: calibration sequences")->capture_default_str();
+  c->add_option("--seq-len", a->seq_len, "gptq: tokens per calibration sequence")->capture_default_str();
+  c->add_option("--lora", a->lora, "PEFT LoRA adapter directory merged into the weights before quantizing");
+  c->add_option("--lora-scale", a->lora_scale, "multiplier on the adapter's alpha/r scale")->capture_default_str();
   c->callback([a] { quantize(*a); });
 }
 

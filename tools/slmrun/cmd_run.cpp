@@ -11,6 +11,7 @@
 #include "kernels/cpu/isa.h"
 #include "runtime/cuda_session.h"
 #include "runtime/generate.h"
+#include "runtime/lora.h"
 #include "runtime/model.h"
 #include "runtime/session.h"
 #include "tools/slmrun/common.h"
@@ -21,6 +22,8 @@ namespace {
 struct RunOptions {
   std::string model, prompt, file, tokens, system, logits_file, logits_all_file, isa, precision = "auto";
   std::string cache_type = "f16";
+  std::string lora;
+  float lora_scale = 1.f;
   std::string device = "cpu";
   int64_t n_predict = 64, n_ctx = 4096, batch = 64;
   int threads = 0;
@@ -124,6 +127,7 @@ void run(const RunOptions& o) {
 
   double load_ms = 0;
   auto model = load_model(o.model, &load_ms);
+  if (!o.lora.empty()) model = merge_lora(*model, load_lora_adapter(o.lora), o.lora_scale);
   const Tokenizer& tok = model->tokenizer();
 
   std::string text = o.file.empty() ? (o.no_escape ? o.prompt : unescape(o.prompt)) : read_file(o.file);
@@ -264,6 +268,8 @@ void add_run_command(CLI::App& app) {
   c->add_option("--precision", o->precision, "activation precision of matrix kernels: q8 (llama.cpp-like, default) or f32");
   c->add_option("--cache-type", o->cache_type, "KV cache type: f16 (default, as llama.cpp) or f32")->capture_default_str();
   c->add_option("--device", o->device, "where the model runs: cpu (default) or cuda")->capture_default_str();
+  c->add_option("--lora", o->lora, "PEFT LoRA adapter directory, merged into the weights at load");
+  c->add_option("--lora-scale", o->lora_scale, "multiplier on the adapter's alpha/r scale")->capture_default_str();
   c->add_flag("--no-escape", o->no_escape, "do not expand \\n escapes in -p");
   c->add_flag("--ignore-eos", o->ignore_eos, "do not stop at end-of-generation tokens");
   c->callback([o] { run(*o); });
