@@ -2,6 +2,8 @@
 // the random-weight model source and the Model source.
 #include "runtime/gguf_export.h"
 
+#include "formats/hf_config.h"
+
 #include <cmath>
 #include <map>
 #include <numbers>
@@ -214,14 +216,16 @@ void RandomLlamaSource::read_rows(size_t i, int64_t row0, int64_t n, float* dst)
 ModelTensorSource::ModelTensorSource(const Model& m) : model_(m) {
   const ModelConfig& cfg = m.config();
   const Weights& w = m.weights();
-  auto weight = [&](const WeightTensor& t, std::string name) {
+  auto weight = [&](const WeightTensor& t, std::string name, bool qk = false) {
     SLM_CHECK(t.data != nullptr, "model export: tensor '{}' has no data", name);
     tensors_.push_back(SourceTensor{std::move(name), t.type, {t.cols, t.rows}});
     raw_.push_back(static_cast<const uint8_t*>(t.data));
+    qk_head_dim_.push_back(qk && cfg.rope_style == RopeStyle::HalfSplit ? cfg.head_dim : 0);
   };
   auto f32 = [&](const std::vector<float>& v, std::string name) {
     tensors_.push_back(SourceTensor{std::move(name), QType::F32, {int64_t(v.size())}});
     raw_.push_back(reinterpret_cast<const uint8_t*>(v.data()));
+    qk_head_dim_.push_back(0);
   };
   weight(w.tok_embd, "token_embd.weight");
   bool scaled = false;
@@ -234,8 +238,8 @@ ModelTensorSource::ModelTensorSource(const Model& m) : model_(m) {
     const LayerWeights& L = w.layers[l];
     const std::string p = fmt::format("blk.{}.", l);
     f32(L.attn_norm, p + "attn_norm.weight");
-    weight(L.wq, p + "attn_q.weight");
-    weight(L.wk, p + "attn_k.weight");
+    weight(L.wq, p + "attn_q.weight", true);
+    weight(L.wk, p + "attn_k.weight", true);
     weight(L.wv, p + "attn_v.weight");
     weight(L.wo, p + "attn_output.weight");
     f32(L.ffn_norm, p + "ffn_norm.weight");
@@ -251,8 +255,11 @@ void ModelTensorSource::read_rows(size_t i, int64_t row0, int64_t n, float* dst)
   const SourceTensor& t = tensors_.at(i);
   SLM_CHECK(row0 >= 0 && n >= 0 && row0 + n <= t.rows(), "model export: tensor '{}': rows out of range", t.name);
   const size_t rb = row_bytes(t.type, t.cols());
-  for (int64_t r = 0; r < n; ++r)
-    dequantize_row(t.type, raw_[i] + rb * size_t(row0 + r), dst + size_t(r) * size_t(t.cols()), t.cols());
+  const int64_t hd = qk_head_dim_[i];
+  for (int64_t r = 0; r < n; ++r) {
+    const int64_t src_row = hd ? gguf_to_hf_qk_row(row0 + r, hd) : row0 + r;
+    dequantize_row(t.type, raw_[i] + rb * size_t(src_row), dst + size_t(r) * size_t(t.cols()), t.cols());
+  }
 }
 
 std::string ModelTensorSource::describe() const {

@@ -59,13 +59,18 @@ class ModelTensorSource : public TensorSource {
   explicit ModelTensorSource(const Model& m);
   const std::vector<SourceTensor>& tensors() const override { return tensors_; }
   void read_rows(size_t i, int64_t row0, int64_t n, float* dst) const override;
-  const uint8_t* raw(size_t i) const override { return raw_[i]; }
+  // nullptr for tensors whose rows are reordered on the way out (see qk_head_dim_).
+  const uint8_t* raw(size_t i) const override { return qk_head_dim_[i] ? nullptr : raw_[i]; }
   std::string describe() const override;
 
  private:
   const Model& model_;
   std::vector<SourceTensor> tensors_;
   std::vector<const uint8_t*> raw_;
+  // Head size for attn_q/attn_k of a model in HF row order (RopeStyle::HalfSplit): GGUF stores
+  // those rows in interleaved-pair order, so read_rows maps GGUF row g to HF row
+  // gguf_to_hf_qk_row(g) (llama.md §3.4). 0 for every other tensor.
+  std::vector<int64_t> qk_head_dim_;
   std::vector<float> rope_freqs_;
 };
 

@@ -12,6 +12,7 @@
 #include "core/error.h"
 #include "formats/hf_config.h"
 #include "formats/safetensors.h"
+#include "runtime/gguf_export.h"
 #include "runtime/model.h"
 #include "runtime/session.h"
 #include "runtime/synthetic.h"
@@ -23,7 +24,7 @@ namespace {
 
 ModelConfig hf_test_config() {
   ModelConfig c = tiny_llama_config();
-  c.n_vocab = 300;
+  c.n_vocab = 258;  // 256 byte tokens + 2 specials: the tokenizer written below covers every row
   c.dim = 128;
   c.hidden_dim = 256;
   c.n_layers = 2;
@@ -154,4 +155,20 @@ TEST_CASE("broken HF directories give clear errors") {
   CHECK_THROWS_WITH_AS(Model::load(tmp.path), doctest::Contains("model.layers.1.self_attn.k_proj.weight"), slm::Error);
   std::filesystem::remove(tmp.path + "/config.json");
   CHECK_THROWS_WITH_AS(Model::load(tmp.path), doctest::Contains("config.json"), slm::Error);
+}
+
+TEST_CASE("an HF directory converted to GGUF keeps its logits (q/k rows reordered for interleaved RoPE)") {
+  auto src = make_synthetic_model(hf_test_config(), "F32", 33);
+  test::TempDir tmp;
+  write_hf_dir(*src, tmp.path);
+  auto hf = Model::load(tmp.path);
+  REQUIRE(hf->config().rope_style == RopeStyle::HalfSplit);
+  export_model_gguf(*hf, tmp.file("converted.gguf"));
+  auto gguf = Model::load(tmp.file("converted.gguf"));
+  CHECK(gguf->config().rope_style == RopeStyle::Interleaved);
+  std::vector<int32_t> toks = {256, 10, 200, 31, 7, 99, 140};
+  auto a = last_logits(*hf, toks);
+  auto b = last_logits(*gguf, toks);
+  // The acceptance bound; float32 differences only (same weights, same arithmetic).
+  CHECK(test::rel_l2(b.data(), a.data(), a.size()) < 1e-5);
 }

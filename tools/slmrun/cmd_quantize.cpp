@@ -3,6 +3,7 @@
 // (runtime/gptq_quantize.h). Progress on stderr for long runs and a per-tensor table at the end.
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <optional>
 
 #include "core/error.h"
@@ -97,12 +98,12 @@ void quantize_gptq(const QuantizeArgs& a) {
   }
 }
 
-// GGUF output with a LoRA adapter: load, merge into float weights, then quantize from memory
-// with the same mixture rules and file layout as the file-to-file path.
-QuantizeReport quantize_with_lora(const QuantizeArgs& a, const WriteOptions& w) {
-  auto base = Model::load(a.input);
-  auto merged = merge_lora(*base, load_lora_adapter(a.lora), a.lora_scale);
-  base.reset();
+// GGUF output from a loaded model: a Hugging Face directory, or any input with a LoRA adapter
+// (merged into float weights first); quantized from memory with the same mixture rules and file
+// layout as the GGUF file-to-file path.
+QuantizeReport quantize_from_model(const QuantizeArgs& a, const WriteOptions& w) {
+  auto merged = Model::load(a.input);
+  if (!a.lora.empty()) merged = merge_lora(*merged, load_lora_adapter(a.lora), a.lora_scale);
   auto mix = mixture_from_name(a.type, a.pure);
   SLM_CHECK(mix.has_value(), "--type: unknown type or mixture '{}'", a.type);
   const ModelConfig& c = merged->config();
@@ -123,7 +124,8 @@ void quantize(const QuantizeArgs& a) {
   opts.write.compute_error = !a.no_error;
   ProgressBar bar("quantize");
   if (!a.quiet) opts.write.progress = [&bar](uint64_t d, uint64_t t, const std::string& n) { bar.update(d, t, n); };
-  QuantizeReport rep = a.lora.empty() ? quantize_gguf_file(a.input, a.output, opts) : quantize_with_lora(a, opts.write);
+  const bool from_file = a.lora.empty() && !std::filesystem::is_directory(a.input);
+  QuantizeReport rep = from_file ? quantize_gguf_file(a.input, a.output, opts) : quantize_from_model(a, opts.write);
   bar.update(1, 1, "");
   if (!a.quiet) print_quantize_report(rep, stdout);
 }
@@ -134,7 +136,7 @@ void add_quantize_command(CLI::App& app) {
   auto a = std::make_shared<QuantizeArgs>();
   CLI::App* c = app.add_subcommand(
       "quantize", "convert an F32/F16/BF16 GGUF model to a quantized type or llama.cpp mixture (e.g. Q4_K_M)");
-  c->add_option("-m,--model", a->input, "input model (GGUF with F32, F16 or BF16 weights)")->required();
+  c->add_option("-m,--model", a->input, "input model: GGUF with F32/F16/BF16 weights, or a Hugging Face directory")->required();
   c->add_option("-o,--output", a->output, "output GGUF file")->required();
   c->add_option("--type", a->type,
                 "type or mixture: Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q2_K Q3_K_S Q3_K_M Q4_K_S Q4_K_M Q5_K_S Q5_K_M Q6_K "
