@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "formats/json_util.h"
 
 namespace slm {
 using nlohmann::json;
@@ -103,21 +104,11 @@ GptqConfig parse_gptq_config(const json& j, std::string_view what) {
 }
 
 GptqConfig parse_gptq_config_text(std::string_view text, std::string_view what) {
-  json j;
-  try {
-    j = json::parse(text);
-  } catch (const json::exception& e) {
-    fail("{}: invalid JSON: {}", what, e.what());
-  }
-  return parse_gptq_config(j, what);
+  return parse_gptq_config(parse_json(text, what), what);
 }
 
 GptqConfig read_gptq_config_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail("cannot open {}", path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return parse_gptq_config_text(ss.str(), path);
+  return parse_gptq_config_text(read_text_file(path), path);
 }
 
 cpu::GptqTensors GptqLinear::raw() const {

@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "formats/json_util.h"
 
 namespace slm {
 namespace fs = std::filesystem;
@@ -84,22 +85,6 @@ struct Obj {
     return out;
   }
 };
-
-json parse_json(std::string_view text, std::string_view what) {
-  try {
-    return json::parse(text);
-  } catch (const json::exception& e) {
-    fail("{}: invalid JSON: {}", what, e.what());
-  }
-}
-
-std::string read_text(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail("cannot open {}", path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 RopeScaling parse_rope_scaling(const json& j, std::string_view what) {
   const std::string w = std::string(what) + ": rope_scaling";
@@ -203,11 +188,11 @@ static HfConfig parse_config_impl(std::string_view text, std::string_view what) 
 HfConfig read_hf_config_dir(const std::string& dir) {
   const fs::path d(dir);
   const std::string cfg_path = (d / "config.json").string();
-  HfConfig c = parse_hf_config(read_text(cfg_path), cfg_path);
+  HfConfig c = parse_hf_config(read_text_file(cfg_path), cfg_path);
   std::error_code ec;
   const fs::path gen = d / "generation_config.json";
   if (fs::exists(gen, ec)) {
-    const json j = parse_json(read_text(gen.string()), gen.string());
+    const json j = parse_json(read_text_file(gen.string()), gen.string());
     SLM_CHECK(j.is_object(), "{}: expected a JSON object", gen.string());
     c.generation_eos_token_ids = Obj{j, gen.string()}.id_list("eos_token_id");
   }

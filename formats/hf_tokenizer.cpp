@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "formats/json_util.h"
 
 namespace slm {
 namespace fs = std::filesystem;
@@ -23,22 +24,6 @@ namespace {
 // Far above any real vocabulary (Llama 3: 128256), low enough that a corrupt id cannot make us
 // allocate gigabytes.
 constexpr int64_t kMaxVocab = 1 << 21;
-
-json parse_json(std::string_view text, std::string_view what) {
-  try {
-    return json::parse(text);
-  } catch (const json::exception& e) {
-    fail("{}: invalid JSON: {}", what, e.what());
-  }
-}
-
-std::string read_text(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail("cannot open {}", path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 int32_t token_id(const json& v, std::string_view what, std::string_view ctx) {
   if (!v.is_number_integer() || v.get<int64_t>() < 0 || v.get<int64_t>() >= kMaxVocab)
@@ -264,8 +249,8 @@ TokenizerSpec parse_impl(std::string_view tokenizer_json, std::string_view token
 
 TokenizerSpec read_hf_tokenizer(const std::string& tokenizer_json_path,
                                 const std::optional<std::string>& tokenizer_config_path) {
-  const std::string tj = read_text(tokenizer_json_path);
-  const std::string tc = tokenizer_config_path ? read_text(*tokenizer_config_path) : std::string();
+  const std::string tj = read_text_file(tokenizer_json_path);
+  const std::string tc = tokenizer_config_path ? read_text_file(*tokenizer_config_path) : std::string();
   return parse_hf_tokenizer(tj, tc, tokenizer_json_path);
 }
 
