@@ -16,7 +16,7 @@
 #include "core/error.h"
 #include "core/membw.h"
 #include "kernels/cpu/isa.h"
-#include "runtime/cuda_session.h"
+#include "runtime/device_session.h"
 #include "runtime/model.h"
 #include "runtime/session.h"
 #include "runtime/synthetic.h"
@@ -170,7 +170,6 @@ void bench_model(const Model& model, const BenchOptions& o, const std::vector<in
   }
 }
 
-#if SLM_HAVE_CUDA
 // The same ppN / tgN measurements on a CudaSession (eval() synchronises, so wall time is GPU
 // time plus launch overhead). Prints the session's VRAM report to stderr.
 void bench_model_cuda(const Model& model, const BenchOptions& o, std::vector<Row>& rows) {
@@ -180,7 +179,8 @@ void bench_model_cuda(const Model& model, const BenchOptions& o, std::vector<Row
   CudaSessionOptions co;
   co.n_ctx = std::max(max_p, max_n + 1) + 1;
   co.max_batch = std::min(max_p, 512);
-  CudaSession s(model, co);
+  const std::unique_ptr<DeviceSession> sp = open_cuda_session(model, co);
+  DeviceSession& s = *sp;
   Row base;
   base.model = model.path();
   base.model_type = model.dominant_type();
@@ -196,13 +196,10 @@ void bench_model_cuda(const Model& model, const BenchOptions& o, std::vector<Row
                base.model_type.c_str(), double(m.weights) / MiB, double(m.kv_cache) / MiB, double(m.workspace) / MiB,
                double(m.activations) / MiB, double(m.device_used_peak) / MiB, double(m.device_total) / MiB);
 }
-#endif
 
 void run_bench_model(const Model& model, const BenchOptions& o, const std::vector<int>& threads,
                      const std::vector<cpu::Isa>& isas, cpu::ActPrecision prec, std::vector<Row>& rows) {
-#if SLM_HAVE_CUDA
   if (o.device == "cuda") return bench_model_cuda(model, o, rows);
-#endif
   bench_model(model, o, threads, isas, prec, rows);
 }
 
@@ -238,7 +235,7 @@ void bench(BenchOptions o, const std::string& p_list, const std::string& n_list,
   SLM_CHECK(o.device == "cpu" || o.device == "cuda", "--device: unknown value '{}' (cpu or cuda)", o.device);
   if (o.device == "cuda") {
     std::string why;
-    SLM_CHECK(cuda_available(&why), "CUDA device requested but {}", why);
+    SLM_CHECK(cuda_backend_available(&why), "CUDA device requested but {}", why);
   }
   cpu::apply_isa_env();
   o.prompt = parse_int_list(p_list, "-p");

@@ -9,7 +9,7 @@
 
 #include "core/error.h"
 #include "kernels/cpu/isa.h"
-#include "runtime/cuda_session.h"
+#include "runtime/device_session.h"
 #include "runtime/generate.h"
 #include "runtime/lora.h"
 #include "runtime/model.h"
@@ -114,7 +114,7 @@ void run(const RunOptions& o) {
   SLM_CHECK(o.device == "cpu" || o.device == "cuda", "--device: unknown value '{}' (cpu or cuda)", o.device);
   if (o.device == "cuda") {  // before the (possibly long) model load
     std::string why;
-    SLM_CHECK(cuda_available(&why), "CUDA device requested but {}", why);
+    SLM_CHECK(cuda_backend_available(&why), "CUDA device requested but {}", why);
   }
   apply_threads_and_isa(o.threads, o.isa);
   const cpu::ActPrecision prec = parse_precision(o.precision);
@@ -225,13 +225,10 @@ void run(const RunOptions& o) {
                  o.device == "cuda" ? "cuda" : std::string(cpu::isa_name(cpu::active_isa())).c_str());
   };
   if (o.device == "cuda") {
-#if SLM_HAVE_CUDA
     CudaSessionOptions co;
     co.n_ctx = o.n_ctx;
     co.max_batch = o.batch;
-    CudaSession session(*model, co);
-    body(session);
-#endif
+    body(*open_cuda_session(*model, co));
   } else {
     Session session(*model, so);
     body(session);
