@@ -7,6 +7,7 @@
 #include <span>
 #include <vector>
 
+#include "core/zero_pages.h"
 #include "kernels/cpu/attention.h"
 #include "kernels/cpu/linear.h"
 #include "runtime/model.h"
@@ -73,7 +74,8 @@ class Session {
   SessionOptions opts_;
   int64_t n_past_ = 0;
 
-  std::vector<uint8_t> k_cache_, v_cache_;  // [layer][pos][kv_dim] of opts_.kv_type
+  // [layer][pos][kv_dim] of opts_.kv_type; pages become resident as positions are written.
+  ZeroPages k_cache_, v_cache_;
   std::vector<float> rope_storage_;
   ops::RopeTable rope_;
 
