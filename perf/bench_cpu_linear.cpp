@@ -30,6 +30,7 @@
 #include "core/error.h"
 #include "core/half.h"
 #include "kernels/cpu/isa.h"
+#include "kernels/cpu/peak.h"
 #include "kernels/cpu/linear.h"
 #include "kernels/cpu/linear_internal.h"
 #include "kernels/quant/types.h"
@@ -371,8 +372,23 @@ int main(int argc, char** argv) try {
       "threads %d, detected ISA %s, measured read bandwidth %.1f GB/s (wall), %.1f GB/s "
       "(CPU time)\n",
       threads, std::string(cpu::isa_name(cpu::detected_isa())).c_str(), bw, cpu_bw);
-  std::printf("%-7s %-7s %7s %6s %4s %10s %8s %9s %6s %8s %8s %9s %7s\n", "type", "isa", "n", "k",
-              "m", "median_ms", "GB/s", "GFLOP/s", "%BW", "min_ms", "cpu_ms", "cpuGB/s", "cpu%BW");
+  // %peak: GFLOP/s against `threads` cores' peak of the instruction class the type's kernel
+  // uses (F32 FMA for F32/F16, bf16 dot = 2 FMA lanes for BF16 on AVX-512, int8 dot otherwise).
+  std::vector<cpu::ComputePeak> peaks(3);
+  for (cpu::Isa isa : isas) {
+    const cpu::ComputePeak pk = cpu::measure_compute_peak(isa);
+    peaks[size_t(isa)] = pk;
+    std::printf("compute peak %s, 1 core: F32 FMA %.1f GFLOP/s, int8 dot %.1f GOP/s\n",
+                std::string(cpu::isa_name(isa)).c_str(), pk.f32_gflops, pk.int8_gops);
+  }
+  auto peak_of = [&](QType t, cpu::Isa isa) {
+    const cpu::ComputePeak& pk = peaks[size_t(isa)];
+    if (t == QType::F32 || t == QType::F16) return pk.f32_gflops * threads;
+    if (t == QType::BF16) return pk.f32_gflops * threads * (isa == cpu::Isa::AVX512 && cpu::cpu_has_avx512_bf16() ? 2 : 1);
+    return pk.int8_gops * threads;
+  };
+  std::printf("%-7s %-7s %7s %6s %4s %10s %8s %9s %6s %6s %8s %8s %9s %7s\n", "type", "isa", "n", "k",
+              "m", "median_ms", "GB/s", "GFLOP/s", "%BW", "%peak", "min_ms", "cpu_ms", "cpuGB/s", "cpu%BW");
 
   cpu::Workspace ws;
   int64_t max_m = *std::max_element(batches.begin(), batches.end());
@@ -427,11 +443,11 @@ int main(int argc, char** argv) try {
           const double gbs = double(bytes) / med / 1e9;
           const double gflops = 2.0 * double(sh.n) * double(sh.k) * double(m) / med / 1e9;
           std::printf(
-              "%-7s %-7s %7lld %6lld %4lld %10.3f %8.1f %9.1f %5.0f%% %8.3f %8.3f %9.1f "
+              "%-7s %-7s %7lld %6lld %4lld %10.3f %8.1f %9.1f %5.0f%% %5.0f%% %8.3f %8.3f %9.1f "
               "%6.0f%%\n",
               std::string(qtype_name(type)).c_str(), std::string(cpu::isa_name(isa)).c_str(),
               (long long)sh.n, (long long)sh.k, (long long)m, med * 1e3, gbs, gflops,
-              100.0 * gbs / bw, times[0] * 1e3, cpu_med * 1e3, double(bytes) / cpu_med / 1e9,
+              100.0 * gbs / bw, peak_of(type, isa) > 0 ? 100.0 * gflops / peak_of(type, isa) : 0.0, times[0] * 1e3, cpu_med * 1e3, double(bytes) / cpu_med / 1e9,
               100.0 * double(bytes) / cpu_med / 1e9 / cpu_bw);
           std::fflush(stdout);
         }
