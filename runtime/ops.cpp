@@ -1,6 +1,9 @@
 #include "runtime/ops.h"
 
+#include <algorithm>
 #include <cmath>
+
+#include "kernels/cpu/act.h"
 
 namespace slm::ops {
 
@@ -55,7 +58,11 @@ void rope_apply(float* x, int64_t n_heads, int64_t head_dim, int64_t n_rot, Rope
 }
 
 void swiglu(float* y, const float* g, const float* u, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) y[i] = g[i] / (1.f + std::exp(-g[i])) * u[i];
+  // Prefill batches (64 x 8192 values) split over the threads; a decode row stays on one.
+  constexpr int64_t kChunk = 8192;
+  if (n <= kChunk) return cpu::silu_mul(y, g, u, n);
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < n; i += kChunk) cpu::silu_mul(y + i, g + i, u + i, std::min(kChunk, n - i));
 }
 
 void add_inplace(float* x, const float* y, int64_t n) {
