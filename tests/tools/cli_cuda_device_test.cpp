@@ -6,6 +6,9 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <utility>
 
 #include "support/fixtures.h"
 
@@ -32,4 +35,29 @@ TEST_CASE("slmrun --device rejects unknown devices") {
   const auto r = run_slmrun("run -m /nonexistent/model.gguf -p hi --device tpu");
   CHECK(r.exit_code == 1);
   CHECK(r.err.find("--device: unknown value 'tpu'") != std::string::npos);
+}
+
+TEST_CASE("slmrun --device cuda with a missing or broken CUDA module: one clear error, exit 1") {
+  // SLM_CUDA_MODULE is an explicit choice: no fallback to the module beside the binary.
+  slm::test::TempDir tmp;
+  const std::string broken = tmp.file("libslm_cuda.so");
+  {
+    std::FILE* f = std::fopen(broken.c_str(), "w");
+    REQUIRE(f != nullptr);
+    std::fputs("not a shared object\n", f);
+    std::fclose(f);
+  }
+  const std::pair<std::string, const char*> cases[] = {
+      {tmp.file("missing.so"), "error: CUDA device requested but this slmrun has no CUDA backend"},
+      {broken, "error: CUDA device requested but the CUDA module"}};
+  for (const auto& [path, expect] : cases) {
+    setenv("SLM_CUDA_MODULE", path.c_str(), 1);
+    const auto r = run_slmrun("run -m /nonexistent/model.gguf -p hi --device cuda");
+    unsetenv("SLM_CUDA_MODULE");
+    INFO(path << " -> " << r.err);
+    CHECK(r.exit_code == 1);
+    CHECK(r.err.rfind(expect, 0) == 0);
+    CHECK(r.err.find(path) != std::string::npos);
+    CHECK(std::count(r.err.begin(), r.err.end(), '\n') == 1);
+  }
 }
