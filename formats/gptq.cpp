@@ -2,6 +2,7 @@
 #include "formats/gptq.h"
 
 #include <fstream>
+#include <regex>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
@@ -98,9 +99,55 @@ GptqConfig parse_gptq_config(const json& j, std::string_view what) {
   else fail("{}: unknown checkpoint_format '{}' (expected gptq or gptq_v2)", what, fmt);
   if (auto p = opt_str(j, "pack_dtype", what); p && *p != "int32")
     fail("{}: unsupported pack_dtype '{}' (only int32 packing is supported)", what, *p);
-  if (const json* dyn = find_key(j, "dynamic"); dyn && !(dyn->is_object() && dyn->empty()))
-    fail("{}: per-module 'dynamic' quantization overrides are not supported", what);
+  if (const json* dyn = find_key(j, "dynamic")) {
+    SLM_CHECK(dyn->is_object(), "{}: 'dynamic' must be an object of module-pattern rules", what);
+    for (const auto& [key, rule] : dyn->items()) {
+      const std::string where = fmt::format("{}: dynamic rule '{}'", what, key);
+      GptqDynamicRule r;
+      r.exclude = key.rfind("-:", 0) == 0;
+      r.pattern = key.rfind("-:", 0) == 0 || key.rfind("+:", 0) == 0 ? key.substr(2) : key;
+      try {
+        (void)std::regex(r.pattern, std::regex::ECMAScript);
+      } catch (const std::regex_error& e) {
+        fail("{}: not a valid regular expression ({})", where, e.what());
+      }
+      SLM_CHECK(rule.is_object(), "{}: the rule must be an object", where);
+      for (const auto& [field, v] : rule.items())
+        if (field != "bits" && field != "group_size" && field != "sym" && field != "desc_act")
+          fail("{}: overriding '{}' is not supported (bits, group_size, sym, desc_act)", where, field);
+      if (auto b = opt_int(rule, "bits", where)) {
+        if (*b != 2 && *b != 3 && *b != 4 && *b != 8)
+          fail("{}: unsupported GPTQ bits {} (expected 2, 3, 4 or 8)", where, *b);
+        r.bits = int(*b);
+      }
+      if (auto g = opt_int(rule, "group_size", where)) {
+        if (*g != -1 && (*g <= 0 || *g > (int64_t(1) << 30)))
+          fail("{}: invalid group_size {} (expected -1 or a positive number)", where, *g);
+        r.group_size = int(*g);
+      }
+      if (find_key(rule, "sym")) r.sym = opt_bool(rule, "sym", true, where);
+      if (find_key(rule, "desc_act")) r.desc_act = opt_bool(rule, "desc_act", false, where);
+      c.dynamic.push_back(std::move(r));
+    }
+  }
   return c;
+}
+
+std::optional<GptqConfig> GptqConfig::for_module(std::string_view name) const {
+  for (const GptqDynamicRule& r : dynamic) {
+    // Python's re.match: anchored at the start of the name, not at its end.
+    const std::regex re(r.pattern, std::regex::ECMAScript);
+    if (!std::regex_search(name.begin(), name.end(), re, std::regex_constants::match_continuous)) continue;
+    if (r.exclude) return std::nullopt;
+    GptqConfig c = *this;
+    c.dynamic.clear();
+    if (r.bits) c.bits = *r.bits;
+    if (r.group_size) c.group_size = *r.group_size;
+    if (r.sym) c.sym = *r.sym;
+    if (r.desc_act) c.desc_act = *r.desc_act;
+    return c;
+  }
+  return *this;
 }
 
 GptqConfig parse_gptq_config_text(std::string_view text, std::string_view what) {

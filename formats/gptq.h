@@ -23,6 +23,17 @@ enum class GptqFormat {
   V2,  // "gptq_v2": exact zeros
 };
 
+// One rule of GPTQModel's per-module `dynamic` map (gptq.md; vLLM's get_dynamic_override): the
+// key is a regular expression matched at the start of the module name (Python re.match), "-:"
+// excludes matching modules from quantization, "+:" or no prefix overrides fields of the base
+// config for them.
+struct GptqDynamicRule {
+  std::string pattern;  // the key without its "+:" / "-:" prefix
+  bool exclude = false;
+  std::optional<int> bits, group_size;
+  std::optional<bool> sym, desc_act;
+};
+
 struct GptqConfig {
   int bits = 4;              // 2, 3, 4, 8
   int group_size = 128;      // -1: one group per output channel (all of K)
@@ -33,11 +44,20 @@ struct GptqConfig {
   std::optional<double> damp_percent;
   bool static_groups = false;
   bool true_sequential = true;
+  // Tried in the order of the parsed JSON object's keys (nlohmann::json sorts them); the first
+  // matching rule applies. Empty for AutoGPTQ checkpoints.
+  std::vector<GptqDynamicRule> dynamic;
+
+  // The config of module `name` (e.g. "lm_head", "model.layers.3.mlp.down_proj"): the first
+  // matching `dynamic` rule applied to this one, nullopt when a "-:" rule excludes the module.
+  std::optional<GptqConfig> for_module(std::string_view name) const;
 };
 
 // Parses a `quantization_config` object / quantize_config.json. `bits` and `group_size` are
 // required (also as the AWQ-style synonyms w_bit / q_group_size); quant_method other than "gptq",
 // Marlin-packed checkpoints, pack_dtype other than int32 and bits outside {2,3,4,8} are errors.
+// `dynamic` rules may override bits, group_size, sym and desc_act (other keys are errors, as are
+// patterns that are not valid regular expressions).
 GptqConfig parse_gptq_config(const nlohmann::json& j, std::string_view what);
 GptqConfig parse_gptq_config_text(std::string_view json_text, std::string_view what);
 GptqConfig read_gptq_config_file(const std::string& path);  // quantize_config.json

@@ -50,7 +50,10 @@ bool cuda_available(std::string* why) {
 
 namespace {
 
-// One weight on the device. `type` is the element type there (F16 after a conversion).
+static_assert(kCudaGemvMaxM == cuda::kGemvMaxM, "cuda_plan.h and kernels/cuda disagree on the GEMV batch limit");
+
+// One weight on the device. `type` is the element type there (F16 after a conversion; unused for
+// GptqFast, whose tensors are in `gptq`).
 struct DevWeight {
   std::string name;
   QType type = QType::F16;
@@ -58,6 +61,9 @@ struct DevWeight {
   int64_t rows = 0, cols = 0;
   size_t row_bytes = 0;
   cuda::DeviceBuffer buf;
+  cuda::GptqFastBuffers gptq;  // GptqFast: repacked qweight, scales, zeros, act-order perm
+  cuda::Gptq8Buffers gptq8;    // Gptq8: signed codes, scales, offsets, act-order perm
+  int gemv_split = 1;          // GptqFast: split-K of gptq_gemv (cuda_gptq_gemv_splits)
 };
 
 cuda::DeviceBuffer upload_floats(const std::vector<float>& v) {
@@ -83,6 +89,8 @@ struct CudaSession::Impl {
   const DevWeight* out = nullptr;
   cuda::DeviceBuffer out_norm;
   size_t weight_bytes = 0;
+  size_t max_gptq_workspace = 0;                     // largest cuda_gptq_workspace_bytes of the uploads
+  std::map<std::string, std::string> fallback_notes;  // GPTQ weights on the FP16 path, and why
 
   CudaMemoryPlan plan;
   cuda::DeviceBuffer x, xb, q, k, v, att, y, g, u, logits_h, logits_f, io, rope, kc, vc, partial, ws, cublas_ws;
@@ -165,6 +173,61 @@ struct CudaSession::Impl {
     return p;
   }
 
+  // A GPTQ linear (WeightTensor::gptq_src: the checkpoint tensors): 4-bit ones repacked for
+  // gptq_gemv / gptq_mma, 8-bit ones (e.g. an --lm-head-bits 8 head) for gptq8_dp4a (act-order
+  // becomes a column permutation in both), others (2/3-bit, BF16 scales) dequantized to FP16 on
+  // the host for fp16_cublas.
+  const DevWeight* upload_gptq(const WeightTensor& w, int64_t max_batch) {
+    const cpu::GptqTensors& t = w.gptq_src;
+    SLM_CHECK(t.qweight && t.k == w.cols && t.n == w.rows,
+              "cuda: GPTQ weight {} has no checkpoint tensors to upload (only models loaded from a GPTQ directory "
+              "carry them)", w.name);
+    std::string why;
+    const CudaWeightFormat f = cuda_gptq_format(t, &why);
+    const auto key = std::make_tuple(static_cast<const void*>(w.gptq), int(f), w.rows, w.cols);
+    if (auto it = uploads.find(key); it != uploads.end()) return it->second.get();
+    auto d = std::make_unique<DevWeight>();
+    d->name = w.name;
+    d->rows = w.rows;
+    d->cols = w.cols;
+    d->format = f;
+    d->type = QType::F16;
+    d->row_bytes = size_t(w.cols) * 2;
+    size_t bytes = 0;
+    if (f == CudaWeightFormat::GptqFast) {
+      const CudaGptqCopy copy = cuda_gptq_copy(t);
+      const layout::GptqRepacked r = layout::gptq_repack(copy.view());
+      d->gptq = cuda::upload_gptq_fast(r);
+      d->gemv_split = cuda_gptq_gemv_splits(w.rows, w.cols, sm_count);
+      max_gptq_workspace =
+          std::max(max_gptq_workspace, cuda_gptq_workspace_bytes(w.rows, w.cols, r.has_perm(), max_batch, sm_count));
+      bytes = d->gptq.qweight.bytes() + d->gptq.scales.bytes() + d->gptq.zeros.bytes() + d->gptq.perm.bytes();
+    } else if (f == CudaWeightFormat::Gptq8) {
+      const layout::Gptq8Repacked r = layout::gptq8_repack(t);
+      d->gptq8 = cuda::upload_gptq8(r);
+      max_gptq_workspace = std::max(max_gptq_workspace, cuda_gptq8_workspace_bytes(w.cols, max_batch));
+      bytes = d->gptq8.codes.bytes() + d->gptq8.scales.bytes() + d->gptq8.offs.bytes() + d->gptq8.perm.bytes();
+    } else {
+      d->buf = cuda::DeviceBuffer(size_t(w.rows) * d->row_bytes);
+      const int64_t per = std::max<int64_t>(1, (int64_t(1) << 22) / w.cols);
+      std::vector<uint16_t> h;
+      for (int64_t r0 = 0; r0 < w.rows; r0 += per) {
+        const int64_t nr = std::min(per, w.rows - r0);
+        h.resize(size_t(nr * w.cols));
+        cuda_gptq_dequant_rows_fp16(t, r0, nr, h.data());
+        CUDA_CHECK(cudaMemcpy(d->buf.as<uint8_t>() + size_t(r0) * d->row_bytes, h.data(), h.size() * 2,
+                              cudaMemcpyHostToDevice));
+      }
+      bytes = d->buf.bytes();
+      fallback_notes[w.name] = why;
+    }
+    weight_bytes += bytes;
+    const DevWeight* p = d.get();
+    by_name[w.name] = p;
+    uploads.emplace(key, std::move(d));
+    return p;
+  }
+
   void gemm(const __half* w, const __half* xin, __half* yout, int64_t m, int64_t n, int64_t kk, int64_t ldy) {
     // The handle was bound to `stream` once at construction (cublasSetStream would also reset the
     // fixed workspace the graph capture relies on).
@@ -195,6 +258,17 @@ struct CudaSession::Impl {
         }
         break;
       }
+      case CudaMatKernel::GptqGemv:
+        cuda::gptq_gemv(w.gptq.dev, xin, yout, m, ws.get(), ws.bytes(), stream, cuda::GemvOptions{w.gemv_split});
+        break;
+      case CudaMatKernel::GptqMma:
+        cuda::gptq_mma(w.gptq.dev, xin, yout, m, ws.get(), ws.bytes(), stream);
+        break;
+      case CudaMatKernel::Gptq8Dp4a:
+        for (int64_t i0 = 0; i0 < m; i0 += kCudaGemvMaxM)
+          cuda::gptq8_dp4a(w.gptq8.dev, xin + i0 * w.cols, yout + i0 * w.rows, std::min(kCudaGemvMaxM, m - i0), ws.get(),
+                           ws.bytes(), stream);
+        break;
     }
   }
 };
@@ -228,8 +302,9 @@ CudaSession::CudaSession(const Model& model, const CudaSessionOptions& opts)
   // is tied to the output projection (then one upload serves both).
   const Weights& W = model.weights();
   size_t max_dequant = 0;
+  SLM_CHECK(W.tok_embd.gptq == nullptr, "cuda: a GPTQ-quantized embedding table is not supported");
   auto mat = [&](const WeightTensor& w) {
-    const DevWeight* d = I.upload(w, cuda_matrix_format(w.type, w.cols));
+    const DevWeight* d = w.gptq ? I.upload_gptq(w, opts_.max_batch) : I.upload(w, cuda_matrix_format(w.type, w.cols));
     if (d->format == CudaWeightFormat::RawGguf) max_dequant = std::max(max_dequant, size_t(d->rows) * size_t(d->cols) * 2);
     return d;
   };
@@ -248,13 +323,14 @@ CudaSession::CudaSession(const Model& model, const CudaSessionOptions& opts)
     I.layers.push_back(std::move(dl));
   }
   I.out = mat(W.output);
-  I.embd = W.output.data == W.tok_embd.data ? I.out : I.upload(W.tok_embd, cuda_lookup_format(W.tok_embd.type, W.tok_embd.cols));
+  const bool tied = W.output.gptq == nullptr && W.output.data == W.tok_embd.data;
+  I.embd = tied ? I.out : I.upload(W.tok_embd, cuda_lookup_format(W.tok_embd.type, W.tok_embd.cols));
   I.out_norm = upload_floats(W.output_norm);
   I.weight_bytes += I.out_norm.bytes();
   for (int64_t l = 0; l < c.n_layers; ++l) I.layer_names.push_back("layer " + std::to_string(l));
 
   // Activations, cache and workspaces, exactly as planned.
-  I.plan = plan_cuda_memory(c, opts_.n_ctx, opts_.max_batch, I.sm_count, max_dequant);
+  I.plan = plan_cuda_memory(c, opts_.n_ctx, opts_.max_batch, I.sm_count, max_dequant, I.max_gptq_workspace);
   const size_t B = size_t(opts_.max_batch), dim = size_t(c.dim), qd = size_t(c.q_dim()), kvd = size_t(c.kv_dim());
   const size_t V = size_t(c.n_vocab), hid = size_t(c.hidden_dim);
   I.x = cuda::DeviceBuffer(B * dim * 4);
@@ -444,7 +520,10 @@ CudaMemoryReport CudaSession::memory_report() const {
 std::string CudaSession::kernel_for(const std::string& name, int64_t m) const {
   auto it = impl_->by_name.find(name);
   SLM_CHECK(it != impl_->by_name.end(), "cuda: no weight named {}", name);
-  return cuda_mat_kernel_name(cuda_mat_kernel(it->second->format, it->second->type, m));
+  std::string k = cuda_mat_kernel_name(cuda_mat_kernel(it->second->format, it->second->type, m));
+  if (auto n = impl_->fallback_notes.find(name); n != impl_->fallback_notes.end())
+    k += fmt::format(" (GPTQ dequantized to FP16 at upload: {})", n->second);
+  return k;
 }
 
 bool CudaSession::graph_captured() const { return impl_->exec != nullptr; }

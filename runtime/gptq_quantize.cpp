@@ -603,9 +603,23 @@ GptqQuantizeReport gptq_quantize_model(const Model& m, const std::string& out_di
     if (opts.log) opts.log(s);
   };
   check_solver(opts.solver, 1, 1);
+  SLM_CHECK(opts.lm_head_bits == 16 || opts.lm_head_bits == 8 || opts.lm_head_bits == 4,
+            "gptq: lm_head bits {} unsupported (16 keeps it as it is; 8 or 4 quantize it)", opts.lm_head_bits);
+  SLM_CHECK(!opts.lm_head || opts.lm_head_bits == 16 || opts.lm_head_bits == opts.solver.bits,
+            "gptq: lm_head quantization requested with the model's {} bits and with {} bits; give one of them",
+            opts.solver.bits, opts.lm_head_bits);
+  // Explicit bits quantize a tied head too (untying it); the plain flag only an untied one.
+  const bool quant_head = opts.lm_head_bits != 16 || (opts.lm_head && !m.config().tied_embeddings);
+  const int head_bits = opts.lm_head_bits != 16 ? opts.lm_head_bits : opts.solver.bits;
+  if (quant_head) {
+    // Checked before the (long) quantization of the layers: qzeros pack 32/bits columns per word.
+    const int64_t per_word = 32 / head_bits;
+    SLM_CHECK(m.config().n_vocab % per_word == 0,
+              "gptq: cannot quantize lm_head to {} bits: the vocabulary of {} rows is not a multiple of {} "
+              "(qzeros pack {} output columns per int32)", head_bits, m.config().n_vocab, per_word, per_word);
+  }
   std::unique_ptr<Model> work = clone_model_f32(m, opts.lora, opts.lora_scale);
   const ModelConfig& cfg = work->config();
-  const bool quant_head = opts.lm_head && !cfg.tied_embeddings;
 
   std::vector<std::vector<int32_t>> samples = opts.calibration;
   if (!opts.rtn && samples.empty()) {
@@ -647,7 +661,9 @@ GptqQuantizeReport gptq_quantize_model(const Model& m, const std::string& out_di
       for (size_t i = 0; i < w_hat.size(); ++i) num += double(w[i] - w_hat[i]) * (w[i] - w_hat[i]), den += double(w[i]) * w[i];
       err = den > 0 ? std::sqrt(num / den) : 0;
     }
-    std::copy(w_hat.begin(), w_hat.end(), w);
+    // Later layers must see the quantized weights; the output projection is the last matrix, and
+    // when tied its storage is the embedding, which is written unquantized.
+    if (slot != LinearSlot::Output) std::copy(w_hat.begin(), w_hat.end(), w);
     const bool qk = slot == LinearSlot::Q || slot == LinearSlot::K;
     const std::string prefix = slot == LinearSlot::Output ? std::string("lm_head")
                                                           : fmt::format("model.layers.{}.{}", layer, hf_module(slot));
@@ -693,7 +709,7 @@ GptqQuantizeReport gptq_quantize_model(const Model& m, const std::string& out_di
           [&](int64_t layer, LinearInputClass) -> HessianAccumulator* { return layer < 0 ? &acc : nullptr; },
           std::nullopt);
     std::vector<double> H = opts.rtn ? std::vector<double>{} : acc.finish();
-    quantize_slot(-1, S::Output, opts.rtn ? nullptr : &H, opts.solver.bits);
+    quantize_slot(-1, S::Output, opts.rtn ? nullptr : &H, head_bits);
   }
 
   // ---- the directory: config + tokenizer through the HF exporter, then our safetensors ----
@@ -714,6 +730,7 @@ GptqQuantizeReport gptq_quantize_model(const Model& m, const std::string& out_di
   // precision than the GGUF-side formula the exporter compares against (1e-7 relative): snap
   // them to the exporter's values when they agree to 1e-5, so the scaling is written back.
   ModelConfig out_cfg = cfg;
+  if (quant_head) out_cfg.tied_embeddings = false;  // lm_head.* is its own tensor now
   if (!out_cfg.rope_divisors.empty()) {
     const auto l3 = llama3_rope_divisors(cfg.n_rot, cfg.rope_theta, 32.f, 1.f, 4.f, 8192.f);
     bool close = l3.size() == out_cfg.rope_divisors.size();
@@ -737,6 +754,12 @@ GptqQuantizeReport gptq_quantize_model(const Model& m, const std::string& out_di
   qc["sym"] = opts.solver.sym;
   qc["true_sequential"] = opts.true_sequential;
   qc["lm_head"] = quant_head;
+  if (quant_head && head_bits != opts.solver.bits) {
+    // GPTQModel's per-module override (a regex matched at the start of the module name).
+    nlohmann::ordered_json dyn;
+    dyn["+:lm_head"] = {{"bits", head_bits}};
+    qc["dynamic"] = dyn;
+  }
   qc["model_name_or_path"] = nullptr;
   qc["model_file_base_name"] = "model";
   qc["quant_method"] = "gptq";

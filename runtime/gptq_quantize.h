@@ -120,9 +120,16 @@ struct GptqQuantizeOptions {
   // inputs from the already-quantized earlier groups (true_sequential); else one pass per layer.
   // Either way layer l sees the outputs of the quantized layers < l.
   bool true_sequential = true;
-  // Untied models: quantize lm_head too, with the same bits and group size — AutoGPTQ's format
-  // has one bit width per checkpoint (GPTQModel's per-module `dynamic` overrides are not written).
+  // Untied models: quantize lm_head too, with the same bits and group size (AutoGPTQ's format
+  // has one bit width per checkpoint).
   bool lm_head = false;
+  // 16: keep the output projection as it is (FP16 when untied, the shared embedding when tied).
+  // 4 or 8: GPTQ-quantize it (calibrated on the final-norm output) as `lm_head.*` with these bits
+  // and the model's group size, untying a tied model (the embedding stays FP16 for lookups;
+  // tie_word_embeddings false). Bits other than the model's are written as GPTQModel's
+  // `dynamic: {"+:lm_head": {"bits": N}}` override. The vocabulary must be a multiple of 32/bits
+  // (qzeros packing); checked before any work.
+  int lm_head_bits = 16;
   // Calibration: token sequences, or when empty `calibration_text` cut by calibration_samples.
   std::vector<std::vector<int32_t>> calibration;
   std::string calibration_text;

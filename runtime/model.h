@@ -29,6 +29,7 @@ struct WeightTensor {
   const void* data = nullptr;
   const cpu::GptqCpuWeight* gptq = nullptr;
   size_t gptq_bytes = 0;  // bytes of the checkpoint tensors behind `gptq`
+  cpu::GptqTensors gptq_src;  // those checkpoint tensors (views into the mapping; CUDA upload)
   size_t bytes() const { return gptq ? gptq_bytes : data ? row_bytes(type, cols) * size_t(rows) : 0; }
   std::string type_name() const { return gptq ? fmt::format("GPTQ{}", gptq->code_bits) : std::string(qtype_name(type)); }
   const uint8_t* row(int64_t r) const {

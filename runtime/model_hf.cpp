@@ -31,11 +31,16 @@ struct HfLoader {
     if (is_gptq_linear(ck, prefix)) {
       SLM_CHECK(hc.gptq.has_value(), "{}: '{}' is GPTQ-quantized but config.json has no quantization_config", dir,
                 prefix);
-      GptqLinear l = gptq_linear_view(ck, prefix, *hc.gptq);
+      // Per-module overrides (GPTQModel's `dynamic`, e.g. an 8-bit lm_head in a 4-bit model).
+      const std::optional<GptqConfig> mc = hc.gptq->for_module(prefix);
+      SLM_CHECK(mc.has_value(), "{}: '{}' is GPTQ-quantized but a '-:' dynamic rule excludes it from quantization",
+                dir, prefix);
+      GptqLinear l = gptq_linear_view(ck, prefix, *mc);
       SLM_CHECK(l.out_features == rows && l.in_features == cols,
                 "{}: GPTQ layer '{}' is {}x{}, expected {}x{}", dir, prefix, l.out_features, l.in_features, rows, cols);
       gptq_out.push_back(std::make_unique<cpu::GptqCpuWeight>(cpu::gptq_prepare(l.raw())));
       w.gptq = gptq_out.back().get();
+      w.gptq_src = l.raw();
       for (const st::Tensor* t : {l.qweight, l.qzeros, l.scales, l.g_idx, l.bias})
         if (t) w.gptq_bytes += t->nbytes();
       return w;

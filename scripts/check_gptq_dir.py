@@ -6,13 +6,17 @@ Reads config.json / quantize_config.json and model.safetensors with nothing but 
 symmetric zero pattern, v1 zero range) and dequantizes one layer as AutoGPTQ's reference forward
 does: W[n][k] = scale[g][n] * (q[k][n] - (qzeros_field[g][n] + 1)), g = g_idx[k].
 With --ref DIR (an F32/F16/BF16 HF checkpoint of the unquantized model) the dequantized layer is
-compared with the original weight. Exit status 0 when every check passes.
+compared with the original weight. GPTQModel's per-module `dynamic` overrides (bits, group_size,
+sym, desc_act; "-:" excludes a module) are honoured, e.g. an 8-bit lm_head in a 4-bit model; a
+quantized lm_head must come with tie_word_embeddings false and an F16 embedding for lookups.
+Exit status 0 when every check passes.
 
   python3 scripts/check_gptq_dir.py OUT_DIR [--ref HF_DIR] [--layer model.layers.0.self_attn.q_proj]
 """
 import json
 import math
 import os
+import re
 import struct
 import sys
 
@@ -83,16 +87,43 @@ def main(argv):
         check(qc.get(key) == qc2.get(key), f"{key} differs between config.json and quantize_config.json")
     check(qc.get("quant_method") == "gptq", "quant_method must be gptq")
     check(qc.get("checkpoint_format", "gptq") == "gptq", "checkpoint_format must be gptq (v1)")
-    bits, gs, sym, desc_act = qc["bits"], qc["group_size"], qc["sym"], qc["desc_act"]
-    check(bits in (2, 3, 4, 8), f"bits {bits}")
+    base = {key: qc[key] for key in ("bits", "group_size", "sym", "desc_act")}
+    dynamic = qc.get("dynamic") or {}
+    check(dynamic == (qc2.get("dynamic") or {}), "dynamic differs between config.json and quantize_config.json")
+
+    def module_config(prefix):
+        """Config of one module: the first matching dynamic rule (re.match, in file order) applied."""
+        for key, rule in dynamic.items():
+            pattern = key[2:] if key.startswith(("+:", "-:")) else key
+            if re.match(pattern, prefix):
+                if key.startswith("-:"):
+                    return None
+                check(set(rule) <= set(base), f"dynamic rule {key}: unknown fields {sorted(set(rule) - set(base))}")
+                return {**base, **{k: v for k, v in rule.items() if k in base}}
+        return base
+
+    check(base["bits"] in (2, 3, 4, 8), f"bits {base['bits']}")
     check(os.path.exists(os.path.join(d, "tokenizer.json")), "tokenizer.json missing")
 
     tensors, meta = read_safetensors(os.path.join(d, "model.safetensors"))
     prefixes = sorted(n[: -len(".qweight")] for n in tensors if n.endswith(".qweight"))
     check(len(prefixes) == 7 * cfg["num_hidden_layers"] + (1 if qc.get("lm_head") else 0),
           f"{len(prefixes)} quantized linears for {cfg['num_hidden_layers']} layers")
-    maxq = (1 << bits) - 1
+    if qc.get("lm_head"):
+        check("lm_head" in prefixes, "lm_head is true but lm_head.qweight is missing")
+        check(cfg.get("tie_word_embeddings") is False, "a quantized lm_head needs tie_word_embeddings false")
+    else:
+        check("lm_head" not in prefixes, "lm_head.qweight present but quantize_config says lm_head false")
+    linear_bits = {}
     for p in prefixes:
+        mc = module_config(p)
+        if mc is None:
+            errors.append(f"{p}: quantized although a '-:' dynamic rule excludes it")
+            continue
+        bits, gs, sym, desc_act = mc["bits"], mc["group_size"], mc["sym"], mc["desc_act"]
+        check(bits in (2, 3, 4, 8), f"{p}: bits {bits}")
+        linear_bits[p] = bits
+        maxq = (1 << bits) - 1
         qw, qz, sc, gi = (tensors.get(p + s) for s in (".qweight", ".qzeros", ".scales", ".g_idx"))
         if None in (qw, qz, sc, gi):
             errors.append(f"{p}: missing one of qweight/qzeros/scales/g_idx")
@@ -133,7 +164,9 @@ def main(argv):
             print(f"{p}: dequantized [{N}, {K}], mean |w| = {absmean:.6g}")
             if ref:
                 rt, _ = read_safetensors(os.path.join(ref, "model.safetensors"))
-                dt, shape, raw = rt[p + ".weight"]
+                # A tied reference has no lm_head.weight: the head is the embedding matrix.
+                ref_name = p + ".weight" if p + ".weight" in rt or p != "lm_head" else "model.embed_tokens.weight"
+                dt, shape, raw = rt[ref_name]
                 check(shape == [N, K], f"{p}: reference shape {shape}")
                 R = values(dt, raw)
                 num = sum((W[n][k] - R[n * K + k]) ** 2 for n in range(N) for k in range(K))
@@ -156,7 +189,9 @@ def main(argv):
         for e in errors:
             print("FAIL:", e)
         return 1
-    print(f"OK: {len(prefixes)} GPTQ linears, {bits}-bit, group {gs}, desc_act {desc_act}, sym {sym}")
+    extra = "".join(f", {p} {b}-bit" for p, b in sorted(linear_bits.items()) if b != base["bits"])
+    print(f"OK: {len(prefixes)} GPTQ linears, {base['bits']}-bit, group {base['group_size']}, "
+          f"desc_act {base['desc_act']}, sym {base['sym']}{extra}")
     return 0
 
 

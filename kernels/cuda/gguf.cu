@@ -1,4 +1,4 @@
-// GGUF Q4_0 / Q8_0 / Q4_K kernels on the raw GGUF block rows: the Q8_1 activation quantizer, the
+// GGUF Q4_0 / Q8_0 / Q4_K / Q6_K kernels on the raw GGUF block rows: the Q8_1 activation quantizer, the
 // dp4a GEMV (llama.cpp MMVQ scheme, kernels.md §3.2) and the dequantize-to-FP16 kernel. The
 // per-block arithmetic is the SLM_HD code of kernels/layout/gguf_layout.h, shared with the CPU
 // emulation test.
@@ -33,8 +33,8 @@ __global__ void __launch_bounds__(kQuantWarps * 32)
   }
 }
 
-// dp4a GEMV: one warp per weight row, lanes stride over the row's 32-element units (a Q4_K
-// super-block is 8 units, so a warp step covers exactly one super-block per lane-octet); every
+// dp4a GEMV: one warp per weight row, lanes stride over the row's 32-element units (a Q4_K or
+// Q6_K super-block is 8 units, so a warp step covers exactly one super-block per lane-octet); every
 // unit's activation block is reused for all M rows of x. 4 warps per block: N = 2048 rows gives
 // 512 blocks, plenty for 40 (T4) or 132 (H100) SMs.
 constexpr int kDp4aWarps = 4;
@@ -90,6 +90,7 @@ __global__ void gguf_dequant_kernel(const uint8_t* __restrict__ w, __half* __res
 constexpr uint32_t kQ4_0 = uint32_t(QType::Q4_0);
 constexpr uint32_t kQ8_0 = uint32_t(QType::Q8_0);
 constexpr uint32_t kQ4_K = uint32_t(QType::Q4_K);
+constexpr uint32_t kQ6_K = uint32_t(QType::Q6_K);
 
 int64_t gguf_row_bytes(uint32_t type, int64_t k) {
   return k / (kUnitElems * layout::gguf_units_per_block(type)) * layout::gguf_block_bytes(type);
@@ -125,7 +126,8 @@ void launch_gguf_dp4a(uint32_t type, const void* w, const BlockQ8_1* xq, __half*
                       int64_t n, int64_t k, cudaStream_t s) {
   if (type == kQ4_0) dp4a_for_type<kQ4_0>(w, xq, y, m, n, k, s);
   else if (type == kQ8_0) dp4a_for_type<kQ8_0>(w, xq, y, m, n, k, s);
-  else dp4a_for_type<kQ4_K>(w, xq, y, m, n, k, s);
+  else if (type == kQ4_K) dp4a_for_type<kQ4_K>(w, xq, y, m, n, k, s);
+  else dp4a_for_type<kQ6_K>(w, xq, y, m, n, k, s);
 }
 
 void launch_gguf_dequant(uint32_t type, const void* w, __half* out, int64_t n, int64_t k,
@@ -135,7 +137,8 @@ void launch_gguf_dequant(uint32_t type, const void* w, __half* out, int64_t n, i
   const int64_t rb = gguf_row_bytes(type, k);
   if (type == kQ4_0) gguf_dequant_kernel<kQ4_0><<<grid, 256, 0, s>>>(wb, out, n, k, rb);
   else if (type == kQ8_0) gguf_dequant_kernel<kQ8_0><<<grid, 256, 0, s>>>(wb, out, n, k, rb);
-  else gguf_dequant_kernel<kQ4_K><<<grid, 256, 0, s>>>(wb, out, n, k, rb);
+  else if (type == kQ4_K) gguf_dequant_kernel<kQ4_K><<<grid, 256, 0, s>>>(wb, out, n, k, rb);
+  else gguf_dequant_kernel<kQ6_K><<<grid, 256, 0, s>>>(wb, out, n, k, rb);
 }
 
 }  // namespace slm::cuda::detail

@@ -25,7 +25,10 @@ void launch_gptq_gemv(const GptqFastDev& w, const __half* x, __half* y, int64_t 
 void launch_splitk_reduce(const float* partial, __half* y, int64_t mn, int splits, cudaStream_t s);
 void launch_gptq_mma(const GptqFastDev& w, const __half* x, __half* y, int64_t m, cudaStream_t s);
 
-// gguf.cu (type = ggml type id: Q4_0, Q8_0 or Q4_K)
+// gptq8.cu: dp4a GEMV of 8-bit GPTQ weights on Q8_1 activations (of the permuted x when act-order).
+void launch_gptq8_dp4a(const Gptq8Dev& w, const BlockQ8_1* xq, __half* y, int64_t m, cudaStream_t s);
+
+// gguf.cu (type = ggml type id: Q4_0, Q8_0, Q4_K or Q6_K)
 void launch_quantize_q8_1(const __half* x, BlockQ8_1* xq, int64_t m, int64_t k, cudaStream_t s);
 void launch_gguf_dp4a(uint32_t type, const void* w, const BlockQ8_1* xq, __half* y, int64_t m,
                       int64_t n, int64_t k, cudaStream_t s);

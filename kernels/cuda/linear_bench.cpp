@@ -128,8 +128,10 @@ std::vector<uint8_t> random_gguf(QType t, int64_t n, int64_t k, Fill& f) {
   f.bytes(w.data(), w.size());
   const int bb = qtype_info(t).block_bytes;
   for (size_t off = 0; off < w.size(); off += size_t(bb)) {
+    // The block scale must be a finite small half (random bytes could be Inf/NaN); Q6_K keeps it
+    // at the end of its 210-byte block, the other types first.
     const uint16_t d = f.small_half(0.01f);
-    std::memcpy(&w[off], &d, 2);
+    std::memcpy(&w[off + (t == QType::Q6_K ? 208 : 0)], &d, 2);
     if (t == QType::Q4_K) {
       const uint16_t dmin = f.small_half(0.01f);
       std::memcpy(&w[off + 2], &dmin, 2);
@@ -239,9 +241,9 @@ int run(const Options& opt) {
       size_t bytes;
     };
     std::vector<GgufW> gg;
-    for (QType t : {QType::Q4_0, QType::Q8_0, QType::Q4_K}) {
+    for (QType t : {QType::Q4_0, QType::Q8_0, QType::Q4_K, QType::Q6_K}) {
       const auto host = random_gguf(t, n, k, fill);
-      gg.push_back({t, t == QType::Q4_0 ? "q4_0" : t == QType::Q8_0 ? "q8_0" : "q4_k",
+      gg.push_back({t, t == QType::Q4_0 ? "q4_0" : t == QType::Q8_0 ? "q8_0" : t == QType::Q4_K ? "q4_k" : "q6_k",
                     make_rotated(host.data(), host.size(), copies_for(host.size(), rotate_target)),
                     host.size()});
     }

@@ -33,9 +33,9 @@ void check_checkpoint(const GptqCheckpointDev& w, int64_t m) {
 }
 
 void check_gguf(QType t, int64_t m, int64_t n, int64_t k) {
-  SLM_CHECK(layout::gguf_cuda_supported(t), "gguf cuda: weight type {} not supported (Q4_0, Q8_0, Q4_K)",
+  SLM_CHECK(layout::gguf_cuda_supported(t), "gguf cuda: weight type {} not supported (Q4_0, Q8_0, Q4_K, Q6_K)",
             qtype_name(t));
-  const int64_t blk = t == QType::Q4_K ? kQK_K : kQK;
+  const int64_t blk = t == QType::Q4_K || t == QType::Q6_K ? kQK_K : kQK;
   SLM_CHECK(k > 0 && k % blk == 0, "gguf cuda: k={} not a multiple of the {} block size {}", k,
             qtype_name(t), blk);
   SLM_CHECK(n > 0 && m > 0 && m <= 65535, "gguf cuda: bad shape m={} n={}", m, n);
@@ -158,6 +158,30 @@ void gptq_mma(const GptqFastDev& w, const __half* x, __half* y, int64_t m, void*
   CUDA_CHECK_LAUNCH();
 }
 
+size_t gptq8_dp4a_workspace_bytes(int64_t m, int64_t k) {
+  return align_up(size_t(m * k) * sizeof(__half)) + align_up(size_t(m) * size_t(k / kQK) * sizeof(BlockQ8_1));
+}
+
+void gptq8_dp4a(const Gptq8Dev& w, const __half* x, __half* y, int64_t m, void* workspace,
+                size_t workspace_bytes, cudaStream_t s) {
+  NvtxRange r("gptq8_dp4a");
+  SLM_CHECK(w.codes && w.scales && w.offs, "gptq8_dp4a: null weight pointer");
+  SLM_CHECK(w.k > 0 && w.k % kQK == 0 && w.n > 0 && w.group_size > 0 && w.group_size % kQK == 0 &&
+                w.groups == (w.k + w.group_size - 1) / w.group_size,
+            "gptq8_dp4a: unsupported shape k={} n={} group_size={} groups={}", w.k, w.n, w.group_size, w.groups);
+  SLM_CHECK(m > 0 && m <= kGemvMaxM, "gptq8_dp4a: m={} outside 1..{}", m, kGemvMaxM);
+  SLM_CHECK(workspace && workspace_bytes >= gptq8_dp4a_workspace_bytes(m, w.k),
+            "gptq8_dp4a: workspace of {} bytes, need {}", workspace_bytes, gptq8_dp4a_workspace_bytes(m, w.k));
+  // [permuted x (act-order only) | Q8_1 blocks]: the quantizer groups 32 consecutive columns of
+  // the order the codes are stored in.
+  const __half* xin = w.perm ? static_cast<const __half*>(workspace) : x;
+  if (w.perm) permute_columns(x, w.perm, static_cast<__half*>(workspace), m, w.k, s);
+  auto* xq = reinterpret_cast<BlockQ8_1*>(static_cast<char*>(workspace) + align_up(size_t(m * w.k) * sizeof(__half)));
+  quantize_q8_1(xin, xq, m, w.k, s);
+  detail::launch_gptq8_dp4a(w, xq, y, m, s);
+  CUDA_CHECK_LAUNCH();
+}
+
 void quantize_q8_1(const __half* x, BlockQ8_1* xq, int64_t m, int64_t k, cudaStream_t s) {
   NvtxRange r("quantize_q8_1");
   SLM_CHECK(m > 0 && k > 0 && k % kQK == 0, "quantize_q8_1: bad shape m={} k={}", m, k);
@@ -232,6 +256,32 @@ GptqFastBuffers upload_gptq_fast(const layout::GptqRepacked& r) {
   b.dev.perm = r.has_perm() ? b.perm.as<int32_t>() : nullptr;
   b.dev.k = r.k;
   b.dev.n = r.n;
+  b.dev.group_size = r.group_size;
+  return b;
+}
+
+Gptq8Buffers upload_gptq8(const layout::Gptq8Repacked& r) {
+  SLM_CHECK(r.codes.size() == size_t(r.n) * size_t(r.k) && r.scales.size() == size_t(r.n) * size_t(r.groups) &&
+                r.offs.size() == r.scales.size() && (r.perm.empty() || r.perm.size() == size_t(r.k)),
+            "upload_gptq8: inconsistent repacked weight");
+  Gptq8Buffers b;
+  b.codes = DeviceBuffer(r.codes.size());
+  b.codes.upload(r.codes.data(), r.codes.size());
+  b.scales = DeviceBuffer(r.scales.size() * 2);
+  b.scales.upload(r.scales.data(), r.scales.size() * 2);
+  b.offs = DeviceBuffer(r.offs.size() * 2);
+  b.offs.upload(r.offs.data(), r.offs.size() * 2);
+  if (r.has_perm()) {
+    b.perm = DeviceBuffer(r.perm.size() * 4);
+    b.perm.upload(r.perm.data(), r.perm.size() * 4);
+  }
+  b.dev.codes = b.codes.as<int8_t>();
+  b.dev.scales = b.scales.as<__half>();
+  b.dev.offs = b.offs.as<int16_t>();
+  b.dev.perm = r.has_perm() ? b.perm.as<int32_t>() : nullptr;
+  b.dev.k = r.k;
+  b.dev.n = r.n;
+  b.dev.groups = r.groups;
   b.dev.group_size = r.group_size;
   return b;
 }

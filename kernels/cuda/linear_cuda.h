@@ -9,7 +9,8 @@
 //   gptq_naive            (b) one thread per output, scalar unpacking of the checkpoint layout
 //   gptq_gemv             (c) fused GEMV, M = 1..8, repacked layout, magic-number dequant
 //   gptq_mma              (d) fused tensor-core GEMM (mma.sync), repacked layout, any M
-//   gguf_dp4a             GGUF Q4_0/Q8_0/Q4_K GEMV via dp4a on Q8_1 activations, M = 1..8
+//   gptq8_dp4a            GPTQ 8-bit GEMV via dp4a on Q8_1 activations, M = 1..8 (gptq8 layout)
+//   gguf_dp4a             GGUF Q4_0/Q8_0/Q4_K/Q6_K GEMV via dp4a on Q8_1 activations, M = 1..8
 //   gguf_dequant_cublas   GGUF dequantize to FP16, then fp16_cublas
 #pragma once
 #include <cublas_v2.h>
@@ -21,6 +22,7 @@
 
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/weights.h"
+#include "kernels/layout/gptq8_layout.h"
 #include "kernels/layout/gptq_layout.h"
 #include "kernels/quant/blocks.h"
 #include "kernels/quant/types.h"
@@ -33,6 +35,11 @@ struct GptqFastBuffers {
   GptqFastDev dev;
 };
 GptqFastBuffers upload_gptq_fast(const layout::GptqRepacked& r);
+struct Gptq8Buffers {
+  DeviceBuffer codes, scales, offs, perm;
+  Gptq8Dev dev;
+};
+Gptq8Buffers upload_gptq8(const layout::Gptq8Repacked& r);
 struct GptqCheckpointBuffers {
   DeviceBuffer qweight, qzeros, scales, g_idx;
   GptqCheckpointDev dev;
@@ -72,11 +79,17 @@ size_t gptq_mma_workspace_bytes(int64_t m, int64_t k);
 void gptq_mma(const GptqFastDev& w, const __half* x, __half* y, int64_t m, void* workspace,
               size_t workspace_bytes, cudaStream_t s);
 
+// ---- GPTQ 8-bit: dp4a GEMV ----
+// Scratch: the permuted activation (act-order) and its Q8_1 blocks.
+size_t gptq8_dp4a_workspace_bytes(int64_t m, int64_t k);
+void gptq8_dp4a(const Gptq8Dev& w, const __half* x, __half* y, int64_t m, void* workspace,
+                size_t workspace_bytes, cudaStream_t s);
+
 // Act-order helper both fused GPTQ paths use: xp[i][k'] = x[i][perm[k']].
 void permute_columns(const __half* x, const int32_t* perm, __half* xp, int64_t m, int64_t k,
                      cudaStream_t s);
 
-// ---- GGUF (Q4_0, Q8_0, Q4_K; raw GGUF rows, N rows of K elements) ----
+// ---- GGUF (Q4_0, Q8_0, Q4_K, Q6_K; raw GGUF rows, N rows of K elements) ----
 // Q8_1 activation blocks for x: [M][K/32] BlockQ8_1 (d = amax/127, s = d * sum(q)).
 void quantize_q8_1(const __half* x, BlockQ8_1* xq, int64_t m, int64_t k, cudaStream_t s);
 size_t gguf_dp4a_workspace_bytes(int64_t m, int64_t k);

@@ -25,22 +25,6 @@ __device__ __forceinline__ float wmax(float v) {
 
 constexpr uint32_t kF32 = 0, kF16 = 1, kQ4_0 = 2, kQ8_0 = 8, kQ4_K = 12, kQ6_K = 14, kBF16 = 30;
 
-// Element j (0..255) of a Q6_K super-block (gguf.md §5.10): two halves of 128; in a half,
-// quarter qt = r/32 takes the low (qt 0,1) or high (qt 2,3) nibble of ql[l + 32 (qt&1)], two
-// high bits (2 qt) of qh[l], and the 8-bit scale of sub-block l/16 + 2 qt.
-__device__ float q6k_value(const uint8_t* blk, int j) {
-  const uint8_t* ql = blk;
-  const uint8_t* qh = blk + 128;
-  const int8_t* sc = reinterpret_cast<const int8_t*>(blk + 192);
-  const float d = layout::h2f(layout::load_u16(blk + 208));
-  const int half = j >> 7, r = j & 127, qt = r >> 5, l = r & 31;
-  const uint8_t lb = ql[half * 64 + l + 32 * (qt & 1)];
-  const int lo = (qt >= 2) ? (lb >> 4) : (lb & 0xF);
-  const int hi = (qh[half * 32 + l] >> (2 * qt)) & 3;
-  const int q = (lo | (hi << 4)) - 32;
-  return d * float(sc[half * 8 + (l >> 4) + 2 * qt]) * float(q);
-}
-
 __global__ void get_rows_kernel(uint32_t type, const uint8_t* __restrict__ table, int64_t row_bytes,
                                 int64_t cols, const int32_t* __restrict__ ids, float* __restrict__ out) {
   const int64_t t = blockIdx.y;
@@ -56,7 +40,9 @@ __global__ void get_rows_kernel(uint32_t type, const uint8_t* __restrict__ table
     case kQ8_0: v = layout::gguf_unit_value(type, row + (i / 32) * layout::gguf_block_bytes(type), 0, int(i % 32)); break;
     case kQ4_K: v = layout::gguf_unit_value(type, row + (i / 256) * 144, int((i % 256) / 32), int(i % 32)); break;
     case kQ6_K:
-    default: v = q6k_value(row + (i / 256) * 210, int(i % 256)); break;  // the host allows only Q6_K here
+    default:  // the host allows only Q6_K here; a unit is 32 consecutive elements of the block
+      v = layout::gguf_unit_value(kQ6_K, row + (i / 256) * 210, int((i % 256) / 32), int(i % 32));
+      break;
   }
   out[t * cols + i] = v;
 }

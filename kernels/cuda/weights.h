@@ -30,4 +30,14 @@ struct GptqFastDev {
   int group_size = 128;
 };
 
+// GPTQ 8-bit weights in the dp4a layout (kernels/layout/gptq8_layout.h), on the device.
+struct Gptq8Dev {
+  const int8_t* codes = nullptr;    // [N][K] q - 128, repacked column order
+  const __half* scales = nullptr;   // [N][G]
+  const int16_t* offs = nullptr;    // [N][G] 128 - zero
+  const int32_t* perm = nullptr;    // [K] (act-order) or nullptr
+  int64_t k = 0, n = 0, groups = 0;
+  int group_size = 128;             // resolved (never -1), a multiple of 32
+};
+
 }  // namespace slm::cuda

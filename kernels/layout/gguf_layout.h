@@ -1,7 +1,7 @@
-// GGUF Q4_0 / Q8_0 / Q4_K as the CUDA kernels read them (no repack: the raw block rows are
+// GGUF Q4_0 / Q8_0 / Q4_K / Q6_K as the CUDA kernels read them (no repack: the raw block rows are
 // uploaded unchanged), expressed as SLM_HD helpers shared by the kernels and the CPU emulation:
 //  * per-element decode of a 32-element "unit" (a Q4_0/Q8_0 block, or one of the eight
-//    32-element sub-blocks of a Q4_K super-block) for the dequantize-to-FP16 path;
+//    32-element pieces of a Q4_K / Q6_K super-block) for the dequantize-to-FP16 path;
 //  * the dp4a dot product of one unit with a Q8_1 activation block (llama.cpp MMVQ scheme,
 //    kernels.md §3.2): integer dot of the codes, offsets/mins folded in once per unit through the
 //    activation block's stored s = d * sum(q);
@@ -19,12 +19,35 @@ inline constexpr int kUnitElems = 32;  // elements per unit (and per Q8_1 activa
 
 // True for the weight types the GGUF CUDA kernels implement.
 inline bool gguf_cuda_supported(QType t) {
-  return t == QType::Q4_0 || t == QType::Q8_0 || t == QType::Q4_K;
+  return t == QType::Q4_0 || t == QType::Q8_0 || t == QType::Q4_K || t == QType::Q6_K;
 }
-// Units per block (1 for the 32-wide types, 8 for Q4_K).
-SLM_HD constexpr int gguf_units_per_block(uint32_t type) { return type == uint32_t(QType::Q4_K) ? 8 : 1; }
+// Units per block (1 for the 32-wide types, 8 for the 256-wide K-quants).
+SLM_HD constexpr int gguf_units_per_block(uint32_t type) {
+  return type == uint32_t(QType::Q4_K) || type == uint32_t(QType::Q6_K) ? 8 : 1;
+}
 SLM_HD constexpr int gguf_block_bytes(uint32_t type) {
-  return type == uint32_t(QType::Q4_0) ? 18 : type == uint32_t(QType::Q8_0) ? 34 : 144;
+  return type == uint32_t(QType::Q4_0)   ? 18
+         : type == uint32_t(QType::Q8_0) ? 34
+         : type == uint32_t(QType::Q4_K) ? 144
+                                         : 210;
+}
+
+// Q6_K (gguf.md §5; 210 bytes: ql[128] low nibbles, qh[64] 2-bit highs, int8 scales[16], fp16 d).
+// The block is two halves of 128 elements; in half h, piece j (0..3) of 32 elements takes the
+// low (j < 2) or high (j >= 2) nibbles of ql[64h + 32(j&1) + e] and bits 2j..2j+1 of qh[32h + e],
+// and scale 8h + 2j + e/16. Unit u of the block is piece u & 3 of half u >> 2, so a unit is a
+// contiguous 32-element range and has two 16-element scales.
+// Word i (elements 4i..4i+3) of unit u as four bytes q = 0..63 (the stored 6-bit codes; the
+// element is d * scale * (q - 32)). The block is only 2-byte aligned (210 bytes): 16-bit loads.
+SLM_HD uint32_t q6k_word(const uint8_t* blk, int u, int i) {
+  const int h = u >> 2, j = u & 3;
+  const uint32_t lo = load_u32_a2(blk + 64 * h + 32 * (j & 1) + 4 * i) >> (4 * (j >> 1));
+  const uint32_t hi = load_u32_a2(blk + 128 + 32 * h + 4 * i) >> (2 * j);
+  return (lo & 0x0F0F0F0Fu) | ((hi & 0x03030303u) << 4);
+}
+// Scale of the 16 elements [16 s, 16 s + 16) of unit u (s = 0, 1).
+SLM_HD int q6k_scale(const uint8_t* blk, int u, int s) {
+  return int(int8_t(blk[192 + 8 * (u >> 2) + 2 * (u & 3) + s]));
 }
 
 // (scale, min) of Q4_K sub-block j from the 12 packed bytes (gguf.md §5.9).
@@ -46,6 +69,11 @@ SLM_HD float gguf_unit_value(uint32_t type, const uint8_t* blk, int u, int e) {
     return d * float(int((e < 16) ? (b & 0xF) : (b >> 4)) - 8);
   }
   if (type == uint32_t(QType::Q8_0)) return h2f(load_u16(blk)) * float(int8_t(blk[2 + e]));
+  if (type == uint32_t(QType::Q6_K)) {
+    const int q = int((q6k_word(blk, u, e >> 2) >> (8 * (e & 3))) & 0xFFu);
+    // (d * scale) * (q - 32), the order of slm::dequantize_row, so both round identically.
+    return h2f(load_u16(blk + 208)) * float(q6k_scale(blk, u, e >> 4)) * float(q - 32);
+  }
   // Q4_K: unit u = sub-block u; chunk u/2 of qs, low nibble for even u, high for odd.
   int sc, mn;
   q4k_scale_min(u, blk + 4, sc, mn);
@@ -77,6 +105,23 @@ SLM_HD float gguf_unit_dot_q8_1(uint32_t type, const uint8_t* blk, int u, const 
   if (type == uint32_t(QType::Q8_0)) {
     for (int i = 0; i < 8; ++i) sumi = dp4a(load_u32_a2(blk + 2 + 4 * i), q8_1_word(x, i), sumi);
     return h2f(load_u16(blk)) * dx * float(sumi);
+  }
+  if (type == uint32_t(QType::Q6_K)) {
+    // Per 16-element half s: sum (q - 32) qx = sum q qx - 32 sum qx, both by dp4a (the codes are
+    // 0..63, positive as signed bytes; the ones vector sums the activation codes), so the offset
+    // is exact in integers and the Q8_1 s is not needed. |part| <= 127 * 16 * 32 * 127, so the
+    // sum of both stays below 2^24 and float() is exact.
+    int part[2];
+    for (int s = 0; s < 2; ++s) {
+      int sq = 0, sx = 0;
+      for (int i = 4 * s; i < 4 * s + 4; ++i) {
+        const uint32_t xw = q8_1_word(x, i);
+        sq = dp4a(q6k_word(blk, u, i), xw, sq);
+        sx = dp4a(0x01010101u, xw, sx);
+      }
+      part[s] = q6k_scale(blk, u, s) * (sq - 32 * sx);
+    }
+    return h2f(load_u16(blk + 208)) * dx * float(part[0] + part[1]);
   }
   int sc, mn;
   q4k_scale_min(u, blk + 4, sc, mn);

@@ -250,7 +250,7 @@ TEST_CASE("cuda: GGUF dp4a and dequant paths vs the CPU reference") {
     int64_t n, k;
   };
   for (const Case c : {Case{QType::Q4_0, 37, 352}, Case{QType::Q8_0, 70, 160}, Case{QType::Q4_K, 29, 512},
-                       Case{QType::Q4_K, 300, 2048}}) {
+                       Case{QType::Q4_K, 300, 2048}, Case{QType::Q6_K, 29, 512}, Case{QType::Q6_K, 300, 2048}}) {
     CAPTURE(qtype_name(c.t));
     CAPTURE(c.n);
     const size_t rb = row_bytes(c.t, c.k);

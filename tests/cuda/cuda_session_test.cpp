@@ -10,7 +10,7 @@
 // well (7 matrices per layer + lm_head). RMSNorm renormalises the residual input of every block,
 // so to first order a relative perturbation passes a layer with gain ~1 and the errors add:
 //   F16 weights:        (11 L + 2) u16          quantized weights: (18 L + 3) u16.
-// Decode steps of Q4_0/Q8_0/Q4_K weights (M = 1) use the dp4a kernel with Q8_1 activations: a
+// Decode steps of Q4_0/Q8_0/Q4_K/Q6_K weights (M = 1) use the dp4a kernel with Q8_1 activations: a
 // 32-element block rounded with step amax/127 has rms error amax/(127 sqrt(12)), at most
 // sqrt(32)/(127 sqrt(12)) = 1.29 % of the block's rms (all energy in one element). The 7 L + 1
 // quantizations round different vectors, so their errors add in quadrature:

@@ -353,3 +353,40 @@ TEST_CASE("gptq: BF16 scales and F32 bias are read in their own dtype") {
   gptq_reference_linear(l.raw(), x.data(), 1, y.data());
   CHECK(y == bias);  // x = 0: only the bias remains
 }
+
+TEST_CASE("gptq: dynamic per-module overrides (GPTQModel) select bits per module") {
+  const GptqConfig c = parse_gptq_config_text(
+      R"({"bits": 4, "group_size": 128, "sym": false, "desc_act": false,
+          "dynamic": {"+:lm_head": {"bits": 8},
+                      "-:model\\.layers\\.0\\.mlp\\..*": {},
+                      "model\\.layers\\.[1-3]\\..*down_proj": {"bits": 8, "group_size": 64, "sym": true}}})",
+      "cfg");
+  REQUIRE(c.dynamic.size() == 3);
+  CHECK(c.for_module("lm_head")->bits == 8);
+  CHECK(c.for_module("lm_head")->group_size == 128);
+  CHECK(c.for_module("lm_head")->dynamic.empty());
+  CHECK_FALSE(c.for_module("model.layers.0.mlp.up_proj").has_value());  // "-:" excludes
+  const auto d2 = c.for_module("model.layers.2.mlp.down_proj");
+  REQUIRE(d2.has_value());
+  CHECK(d2->bits == 8);
+  CHECK(d2->group_size == 64);
+  CHECK(d2->sym);
+  // re.match semantics: anchored at the start of the name, so a name that contains a pattern
+  // further in does not match.
+  CHECK(c.for_module("model.layers.12.mlp.down_proj")->bits == 4);
+  CHECK(c.for_module("model.layers.0.self_attn.q_proj")->bits == 4);
+  CHECK(c.for_module("x.lm_head")->bits == 4);
+  // An empty map is what GPTQModel writes when there are no overrides.
+  CHECK(parse_gptq_config_text(R"({"bits": 4, "group_size": 128, "dynamic": {}})", "cfg").for_module("a")->bits == 4);
+
+  CHECK(has(error_of([] { parse_gptq_config_text(R"({"bits": 4, "group_size": 128, "dynamic": {"+:lm_head": {"bits": 5}}})", "cfg"); }),
+            "unsupported GPTQ bits 5"));
+  CHECK(has(error_of([] { parse_gptq_config_text(R"({"bits": 4, "group_size": 128, "dynamic": {"+:lm_head": {"damp_percent": 0.1}}})", "cfg"); }),
+            "overriding 'damp_percent'"));
+  CHECK(has(error_of([] { parse_gptq_config_text(R"({"bits": 4, "group_size": 128, "dynamic": {"+:lm_(head": {"bits": 8}}})", "cfg"); }),
+            "not a valid regular expression"));
+  CHECK(has(error_of([] { parse_gptq_config_text(R"({"bits": 4, "group_size": 128, "dynamic": ["lm_head"]})", "cfg"); }),
+            "'dynamic' must be an object"));
+  CHECK(has(error_of([] { parse_gptq_config_text(R"({"bits": 4, "group_size": 128, "dynamic": {"lm_head": 8}})", "cfg"); }),
+            "the rule must be an object"));
+}

@@ -247,7 +247,7 @@ TEST_CASE("layout: q8_1 activation quantizer: hand-computed block") {
 TEST_CASE("layout: gguf unit decode and dp4a unit dot match the scalar references") {
   std::mt19937 rng(42);
   std::normal_distribution<float> nd(0.0f, 1.0f);
-  for (QType t : {QType::Q4_0, QType::Q8_0, QType::Q4_K}) {
+  for (QType t : {QType::Q4_0, QType::Q8_0, QType::Q4_K, QType::Q6_K}) {
     CAPTURE(qtype_name(t));
     const int64_t n = 5, k = 512, m = 3;
     const size_t rb = row_bytes(t, k);

@@ -12,11 +12,11 @@
 using namespace slm;
 
 TEST_CASE("cuda plan: upload formats") {
-  // Matrix kernels exist for Q4_0/Q8_0/Q4_K only; everything else becomes FP16 at upload.
+  // Matrix kernels exist for Q4_0/Q8_0/Q4_K/Q6_K only; everything else becomes FP16 at upload.
   CHECK(cuda_matrix_format(QType::Q4_0, 2048) == CudaWeightFormat::RawGguf);
   CHECK(cuda_matrix_format(QType::Q8_0, 96) == CudaWeightFormat::RawGguf);
   CHECK(cuda_matrix_format(QType::Q4_K, 256) == CudaWeightFormat::RawGguf);
-  CHECK(cuda_matrix_format(QType::Q6_K, 2048) == CudaWeightFormat::Fp16);
+  CHECK(cuda_matrix_format(QType::Q6_K, 2048) == CudaWeightFormat::RawGguf);
   CHECK(cuda_matrix_format(QType::Q5_0, 2048) == CudaWeightFormat::Fp16);
   CHECK(cuda_matrix_format(QType::IQ4_XS, 2048) == CudaWeightFormat::Fp16);
   CHECK(cuda_matrix_format(QType::F16, 2048) == CudaWeightFormat::Fp16);
@@ -35,7 +35,7 @@ TEST_CASE("cuda plan: upload formats") {
 TEST_CASE("cuda plan: matrix kernel per type and batch size") {
   using F = CudaWeightFormat;
   using K = CudaMatKernel;
-  for (QType t : {QType::Q4_0, QType::Q8_0, QType::Q4_K}) {
+  for (QType t : {QType::Q4_0, QType::Q8_0, QType::Q4_K, QType::Q6_K}) {
     for (int64_t m = 1; m <= 8; ++m) CHECK(cuda_mat_kernel(F::RawGguf, t, m) == K::GgufDp4a);
     CHECK(cuda_mat_kernel(F::RawGguf, t, 9) == K::GgufDequantCublas);
     CHECK(cuda_mat_kernel(F::RawGguf, t, 512) == K::GgufDequantCublas);

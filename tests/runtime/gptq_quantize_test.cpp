@@ -637,3 +637,152 @@ TEST_CASE("an untied lm_head is GPTQ-quantized on request and loads") {
   for (const auto& t : rep.tensors) s2 += t.rel_error * t.rel_error;
   CHECK(test::rel_l2(b.data(), a.data(), a.size()) < 3 * std::sqrt(s2));
 }
+
+namespace {
+
+// An F32 HF directory holding what a GPTQ directory dequantizes to (formats/gptq, per-module
+// configs applied), so the plain float path is an independent reference for the GPTQ kernels.
+void write_dequantized_reference(const std::string& q_dir, const std::string& ref_dir) {
+  std::filesystem::create_directories(ref_dir);
+  for (const char* f : {"config.json", "tokenizer.json", "tokenizer_config.json"})
+    std::filesystem::copy_file(q_dir + "/" + f, ref_dir + "/" + f, std::filesystem::copy_options::overwrite_existing);
+  auto cj = nlohmann::json::parse(test::read_text_file(ref_dir + "/config.json"));
+  cj.erase("quantization_config");
+  std::ofstream(ref_dir + "/config.json") << cj.dump(2);
+  auto ck = st::Checkpoint::open(q_dir);
+  const GptqConfig gc = read_gptq_config_file(q_dir + "/quantize_config.json");
+  st::Writer w;
+  std::vector<std::vector<float>> keep;
+  for (const st::Tensor* t : ck->tensors()) {
+    const std::string& nm = t->name;
+    if (nm.size() > 8 && nm.compare(nm.size() - 8, 8, ".qweight") == 0) {
+      const std::string prefix = nm.substr(0, nm.size() - 8);
+      const GptqLinear l = gptq_linear_view(*ck, prefix, *gc.for_module(prefix));
+      keep.push_back(gptq_dequantize(l));
+      w.add(prefix + ".weight", st::DType::F32, {l.out_features, l.in_features}, keep.back().data());
+    } else if (t->dtype == st::DType::F16) {
+      keep.push_back(st::to_f32(*t));
+      w.add(nm, st::DType::F32, t->shape, keep.back().data());
+    }
+  }
+  w.write(ref_dir + "/model.safetensors");
+}
+
+}  // namespace
+
+TEST_CASE("lm_head_bits: a tied model's lm_head becomes its own 8- or 4-bit GPTQ tensor and loads") {
+  SingleThread one;
+  test::TempDir tmp;
+  ModelConfig c = small_config();
+  c.n_vocab = 320;  // a multiple of 8: 4-bit qzeros pack 8 output columns per word
+  REQUIRE(c.tied_embeddings);
+  auto m = make_synthetic_model(c, "F32", 21);
+  HfExportOptions ho;
+  ho.dtype = QType::F32;
+  export_llama_hf(OutlierNormSource(*m), c, synthetic_byte_tokenizer(c.n_vocab), tmp.file("hf"), ho);
+  auto hf = Model::load(tmp.file("hf"));
+  REQUIRE(hf->config().tied_embeddings);
+  const auto toks = random_sequences(1, 24, 256, 8)[0];
+  const auto base = logits_of(*hf, toks);
+  const int64_t N = c.n_vocab, K = c.dim;
+
+  double err8 = 0, err4 = 0;
+  for (const int bits : {8, 4}) {
+    CAPTURE(bits);
+    const std::string q_dir = tmp.file(fmt::format("q{}", bits)), ref_dir = tmp.file(fmt::format("ref{}", bits));
+    GptqQuantizeOptions qo;
+    qo.lm_head_bits = bits;
+    qo.calibration = random_sequences(8, 32, 256, 3);
+    const auto rep = gptq_quantize_model(*hf, q_dir, qo);
+    REQUIRE(rep.tensors.size() == 15);
+    CHECK(rep.tensors.back().name == "lm_head");
+    CHECK(rep.tensors.back().bits == bits);
+    (bits == 8 ? err8 : err4) = rep.tensors.back().rel_error;
+
+    // Config: untied, lm_head flagged, the 8-bit width as GPTQModel's per-module override.
+    const auto cj = nlohmann::json::parse(test::read_text_file(q_dir + "/config.json"));
+    CHECK(cj["tie_word_embeddings"] == false);
+    CHECK(cj["quantization_config"]["lm_head"] == true);
+    const GptqConfig gc = read_gptq_config_file(q_dir + "/quantize_config.json");
+    CHECK(gc.lm_head);
+    CHECK(gc.bits == 4);
+    CHECK(gc.dynamic.size() == (bits == 4 ? 0u : 1u));
+    CHECK(gc.for_module("lm_head")->bits == bits);
+    CHECK(gc.for_module("model.layers.1.mlp.down_proj")->bits == 4);
+
+    auto q = Model::load(q_dir);
+    CHECK_FALSE(q->config().tied_embeddings);
+    const Weights& W = q->weights();
+    REQUIRE(W.output.gptq != nullptr);
+    CHECK(W.output.gptq->code_bits == bits);  // the CPU layout keeps 8-bit codes, widens < 4 to 4
+    REQUIRE(W.tok_embd.gptq == nullptr);
+    CHECK(W.tok_embd.type == QType::F16);
+    // The embedding is the source's, rounded once to FP16: quantizing the head must not touch it.
+    {
+      std::vector<float> src(size_t(N * K)), got(size_t(N * K));
+      dequantize_rows(hf->weights().tok_embd.type, hf->weights().tok_embd.data, src.data(), N, K);
+      dequantize_rows(QType::F16, W.tok_embd.data, got.data(), N, K);
+      size_t same = 0;
+      for (size_t i = 0; i < src.size(); ++i) same += fp16_to_f32(f32_to_fp16(src[i])) == got[i];
+      CHECK(same == src.size());
+    }
+    // Bytes: codes N·K·bits/8, FP16 scales and bits-wide zeros per (group, output), int32 g_idx;
+    // against N·K·2 bytes of FP16.
+    const int64_t G = (K + 127) / 128;
+    const size_t want_bytes = size_t(N * K * bits / 8 + G * N * 2 + G * N * bits / 8 + K * 4);
+    CHECK(W.output.bytes() == want_bytes);
+    const double ratio = double(W.output.bytes()) / double(N * K * 2);
+    MESSAGE(bits, "-bit lm_head: ", W.output.bytes(), " bytes, ", ratio, " of FP16");
+    CHECK(ratio < double(bits) / 16.0 + 0.02);  // scales, zeros and g_idx add < 2 % of FP16 here
+
+    // Logits against the dequantized checkpoint run by the float path: same weights, only float32
+    // summation order differs (see the round-trip test above): 1e-4.
+    write_dequantized_reference(q_dir, ref_dir);
+    auto ref = Model::load(ref_dir);
+    const auto got = logits_of(*q, toks), want = logits_of(*ref, toks);
+    const double d_ref = test::rel_l2(got.data(), want.data(), want.size());
+    double s2 = 0;
+    for (const auto& t : rep.tensors) s2 += t.rel_error * t.rel_error;
+    const double d_base = test::rel_l2(got.data(), base.data(), base.size());
+    MESSAGE(bits, "-bit lm_head: logits vs dequantized reference ", d_ref, ", vs F32 ", d_base, " (bound ",
+            3 * std::sqrt(s2), ")");
+    CHECK(d_ref < 1e-4);
+    CHECK(d_base < 3 * std::sqrt(s2));
+
+    const auto script = std::filesystem::path(__FILE__).parent_path().parent_path().parent_path() / "scripts" /
+                        "check_gptq_dir.py";
+    if (std::filesystem::exists(script) && std::system("python3 -c 'import json, struct, re' > /dev/null 2>&1") == 0) {
+      const std::string cmd = "python3 " + script.string() + " " + q_dir + " > " + tmp.file("check.txt") + " 2>&1";
+      const int rc = std::system(cmd.c_str());
+      MESSAGE(test::read_text_file(tmp.file("check.txt")));
+      CHECK(rc == 0);
+    }
+  }
+  // 4 more bits on the same Hessian: the head's output error shrinks by ~16 (RTN-like grid step
+  // ratio); 4x leaves room for GPTQ's error feedback helping the 4-bit case more.
+  CHECK(err8 < err4 / 4);
+}
+
+TEST_CASE("lm_head_bits: bad values and combinations are clear errors before any work") {
+  SingleThread one;
+  test::TempDir tmp, hf_dir;
+  auto m = synthetic_hf_model(hf_dir.path);  // tied, vocabulary 300
+  REQUIRE(m->config().tied_embeddings);
+  GptqQuantizeOptions qo;
+  qo.rtn = true;
+  qo.lm_head_bits = 6;
+  CHECK_THROWS_WITH_AS(gptq_quantize_model(*m, tmp.path, qo), doctest::Contains("lm_head bits 6"), Error);
+  qo.lm_head_bits = 8;
+  qo.lm_head = true;  // the model's 4 bits and 8 bits at once
+  CHECK_THROWS_WITH_AS(gptq_quantize_model(*m, tmp.path, qo), doctest::Contains("give one of them"), Error);
+  qo.lm_head = false;
+  qo.lm_head_bits = 4;  // 300 rows: not a multiple of the 8 columns a 4-bit qzeros word packs
+  CHECK_THROWS_WITH_AS(gptq_quantize_model(*m, tmp.path, qo), doctest::Contains("not a multiple of 8"), Error);
+  CHECK_FALSE(std::filesystem::exists(tmp.file("config.json")));
+  // 8 bits pack 4 columns per word: 300 rows are fine, and the head keeps the tie's rows.
+  qo.lm_head_bits = 8;
+  gptq_quantize_model(*m, tmp.path, qo);
+  auto q = Model::load(tmp.path);
+  CHECK_FALSE(q->config().tied_embeddings);
+  CHECK(q->weights().output.gptq->n == 300);
+}

@@ -58,6 +58,7 @@ struct QuantizeArgs {
   // GPTQ / RTN (--type gptq|rtn): an AutoGPTQ directory.
   int bits = 4, group_size = 128;
   bool act_order = false, sym = false, lm_head = false;
+  int lm_head_bits = 16;
   double damp = 0.01;
   std::string calib;
   int64_t samples = 128, seq_len = 512;
@@ -80,6 +81,7 @@ void quantize_gptq(const QuantizeArgs& a) {
   qo.solver.damp_percent = a.damp;
   qo.rtn = rtn;
   qo.lm_head = a.lm_head;
+  qo.lm_head_bits = a.lm_head_bits;
   if (!rtn) qo.calibration_text = read_file(a.calib);
   qo.n_samples = a.samples;
   qo.seq_len = a.seq_len;
@@ -118,6 +120,9 @@ QuantizeReport quantize_from_model(const QuantizeArgs& a, const WriteOptions& w)
 void quantize(const QuantizeArgs& a) {
   apply_threads_and_isa(a.threads, "");
   if (a.type == "gptq" || a.type == "GPTQ" || a.type == "rtn" || a.type == "RTN") return quantize_gptq(a);
+  SLM_CHECK(a.lm_head_bits == 16 && !a.lm_head,
+            "--lm-head-bits / --quantize-lm-head apply to --type gptq or rtn (GGUF mixtures choose the output type "
+            "themselves), not to --type {}", a.type);
   QuantizeOptions opts;
   opts.type = a.type;
   opts.pure = a.pure;
@@ -150,7 +155,11 @@ void add_quantize_command(CLI::App& app) {
   c->add_option("--group-size", a->group_size, "gptq/rtn: group size (-1: one group per row)")->capture_default_str();
   c->add_flag("--act-order", a->act_order, "gptq: quantize columns in order of decreasing Hessian diagonal (desc_act)");
   c->add_flag("--sym", a->sym, "gptq/rtn: symmetric grid");
-  c->add_flag("--quantize-lm-head", a->lm_head, "gptq/rtn: also quantize an untied lm_head");
+  c->add_flag("--quantize-lm-head", a->lm_head, "gptq/rtn: also quantize an untied lm_head (with --bits)");
+  c->add_option("--lm-head-bits", a->lm_head_bits,
+                "gptq/rtn: 16 keeps the lm_head as it is; 8 or 4 GPTQ-quantize it as its own tensor (a tied "
+                "embedding is untied and stays FP16 for lookups)")
+      ->capture_default_str();
   c->add_option("--damp", a->damp, "gptq: dampening, fraction of the mean Hessian diagonal")->capture_default_str();
   c->add_option("--calib", a->calib, "gptq: calibration text file");
   c->add_option("--samples", a->samples, "gptq: calibration sequences")->capture_default_str();
