@@ -8,10 +8,18 @@ table shows the median over rounds of each process's mean tok/s, the median meas
 decode as a share of the roofline (tok/s x weight bytes per token / read bandwidth), next to the
 llama.cpp numbers quoted in the CPU-speed issue (another machine of this class, Feb 2025 build).
 
+With --llama-bench PATH, the same rounds also run llama.cpp's llama-bench (-p 64 -n 32, same
+thread count) on GGUF files of the same shapes, right after each slmrun process, and the table
+gains the measured llama.cpp columns and same-minute ratios. The files come from --models DIR
+(DIR/1b-FORMAT.gguf; made with `slmrun mkmodel --preset llama-3.2-1b --type FORMAT` when missing),
+and slmrun then benchmarks those files too instead of in-memory models. llama-bench runs with its
+own best ISA (no AVX2 rows for it).
+
 usage: scripts/bench_matrix.py [--slmrun build/tools/slmrun] [--rounds 2] [--reps 2]
                                [--formats F16,Q8_0,Q4_0,Q4_K_M] [--threads 1,2] [--isa avx512,avx2]
+                               [--llama-bench PATH --models DIR]
 """
-import argparse, json, statistics, subprocess, sys
+import argparse, json, os, statistics, subprocess, sys
 
 LLAMA_CPP = {  # type: {threads: (pp64, tg32)} from the issue text (llama-bench -p 64 -n 32 -r 3)
     "F16": {2: (164.0, 14.3), 1: (90.7, 12.5)},
@@ -22,6 +30,19 @@ LLAMA_CPP = {  # type: {threads: (pp64, tg32)} from the issue text (llama-bench 
     "Q6_K": {2: (76.1, 33.6), 1: (38.6, 23.8)},
 }
 
+def run_json(cmd):
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    if out.returncode != 0:
+        sys.exit(f"failed: {' '.join(cmd)}\n{out.stderr}")
+    return json.loads(out.stdout)
+
+def model_file(a, f):
+    path = os.path.join(a.models, f"1b-{f}.gguf")
+    if not os.path.exists(path):
+        print(f"making {path}", file=sys.stderr, flush=True)
+        subprocess.run([a.slmrun, "mkmodel", "--preset", "llama-3.2-1b", "--type", f, "-o", path, "-q"], check=True)
+    return path
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--slmrun", default="build/tools/slmrun")
@@ -30,22 +51,32 @@ def main():
     ap.add_argument("--formats", default="F16,Q8_0,Q4_0,Q4_K_M")
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--isa", default="avx512,avx2")
+    ap.add_argument("--llama-bench", default="")
+    ap.add_argument("--models", default="")
     a = ap.parse_args()
+    if a.llama_bench and not a.models:
+        sys.exit("--llama-bench needs --models DIR (GGUF files both programs read)")
     combos = [(f, int(t), i) for i in a.isa.split(",") for t in a.threads.split(",") for f in a.formats.split(",")]
-    rows = {}
+    rows, llama = {}, {}
     for rnd in range(a.rounds):
         for f, t, isa in combos:
-            cmd = [a.slmrun, "bench", "--synthetic", f, "-t", str(t), "--isa", isa, "-r", str(a.reps),
-                   "-p", "64", "-n", "32", "-o", "json"]
-            out = subprocess.run(cmd, capture_output=True, text=True)
-            if out.returncode != 0:
-                sys.exit(f"failed: {' '.join(cmd)}\n{out.stderr}")
-            for r in json.loads(out.stdout):
-                key = (f, t, isa, r["test"])
-                rows.setdefault(key, []).append(r)
+            src = ["-m", model_file(a, f)] if a.models else ["--synthetic", f]
+            cmd = [a.slmrun, "bench", *src, "-t", str(t), "--isa", isa, "-r", str(a.reps), "-p", "64", "-n", "32", "-o", "json"]
+            for r in run_json(cmd):
+                rows.setdefault((f, t, isa, r["test"]), []).append(r)
+            if a.llama_bench and isa == a.isa.split(",")[0]:
+                cmd = [a.llama_bench, "-m", model_file(a, f), "-t", str(t), "-r", str(a.reps), "-p", "64", "-n", "32", "-o", "json"]
+                for r in run_json(cmd):
+                    test = f"pp{r['n_prompt']}" if r["n_gen"] == 0 else f"tg{r['n_gen']}"
+                    llama.setdefault((f, t, test), []).append(r["avg_ts"])
             print(f"round {rnd + 1}: {f} t={t} {isa} done", file=sys.stderr, flush=True)
-    print("| format | isa | threads | pp64 t/s | tg32 t/s | read BW GB/s | decode % of roofline | peak RSS MiB | llama.cpp pp64 / tg32 | ratio pp / tg |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---|---|")
+    head = "| format | isa | threads | pp64 t/s | tg32 t/s | read BW GB/s | decode % of roofline | peak RSS MiB |"
+    rule = "|---|---|---:|---:|---:|---:|---:|---:|"
+    if a.llama_bench:
+        head += " llama.cpp here pp64 / tg32 | ratio here pp / tg |"
+        rule += "---|---|"
+    print(head + " issue's llama.cpp pp64 / tg32 | ratio pp / tg |")
+    print(rule + "---|---|")
     for f, t, isa in combos:
         pp = rows[(f, t, isa, "pp64")]
         tg = rows[(f, t, isa, "tg32")]
@@ -54,10 +85,18 @@ def main():
         bw = statistics.median(r["read_bw_gbs"] for r in tg)
         roof = statistics.median(r["roofline_pct"] for r in tg)
         rss = max(r["peak_rss"] for r in tg + pp) / 2**20
+        line = f"| {f} | {isa} | {t} | {pp_ts:.1f} | {tg_ts:.2f} | {bw:.1f} | {roof:.0f}% | {rss:.0f} |"
+        if a.llama_bench:
+            lp, lt = llama.get((f, t, "pp64")), llama.get((f, t, "tg32"))
+            if lp and lt:
+                lp, lt = statistics.median(lp), statistics.median(lt)
+                line += f" {lp:.1f} / {lt:.2f} | {pp_ts / lp:.2f} / {tg_ts / lt:.2f} |"
+            else:
+                line += " - | - |"
         ref = LLAMA_CPP.get(f, {}).get(t)
         refs = f"{ref[0]} / {ref[1]}" if ref else "-"
         ratio = f"{pp_ts / ref[0]:.2f} / {tg_ts / ref[1]:.2f}" if ref else "-"
-        print(f"| {f} | {isa} | {t} | {pp_ts:.1f} | {tg_ts:.2f} | {bw:.1f} | {roof:.0f}% | {rss:.0f} | {refs} | {ratio} |")
+        print(f"{line} {refs} | {ratio} |")
 
 if __name__ == "__main__":
     main()
