@@ -134,11 +134,7 @@ struct CudaSession::Impl {
     SLM_CHECK(w.data && w.rows > 0 && w.cols > 0, "cuda: weight {} is empty", w.name);
     const auto key = std::make_tuple(w.data, int(f), w.rows, w.cols);
     if (auto it = uploads.find(key); it != uploads.end()) return it->second.get();
-    auto d = std::make_unique<DevWeight>();
-    d->name = w.name;
-    d->rows = w.rows;
-    d->cols = w.cols;
-    d->format = f;
+    std::unique_ptr<DevWeight> d = new_weight(w, f);
     if (f == CudaWeightFormat::RawGguf) {
       d->type = w.type;
       d->row_bytes = row_bytes(w.type, w.cols);
@@ -147,28 +143,54 @@ struct CudaSession::Impl {
     } else {
       d->type = QType::F16;
       d->row_bytes = size_t(w.cols) * 2;
-      d->buf = cuda::DeviceBuffer(size_t(w.rows) * d->row_bytes);
       if (w.type == QType::F16) {
+        d->buf = cuda::DeviceBuffer(w.bytes());
         d->buf.upload(w.data, w.bytes());
       } else {
-        // Dequantize on the host in slices of about 4 M elements (bounded host memory).
-        const int64_t per = std::max<int64_t>(1, (int64_t(1) << 22) / w.cols);
         std::vector<float> tmp;
-        std::vector<uint16_t> h;
-        for (int64_t r0 = 0; r0 < w.rows; r0 += per) {
-          const int64_t nr = std::min(per, w.rows - r0);
+        upload_fp16_rows(*d, [&](int64_t r0, int64_t nr, uint16_t* out) {
           tmp.resize(size_t(nr * w.cols));
-          h.resize(tmp.size());
           dequantize_rows(w.type, w.row(r0), tmp.data(), nr, w.cols);
-          for (size_t i = 0; i < tmp.size(); ++i) h[i] = f32_to_fp16(tmp[i]);
-          CUDA_CHECK(cudaMemcpy(d->buf.as<uint8_t>() + size_t(r0) * d->row_bytes, h.data(), h.size() * 2,
-                                cudaMemcpyHostToDevice));
-        }
+          for (size_t i = 0; i < tmp.size(); ++i) out[i] = f32_to_fp16(tmp[i]);
+        });
       }
     }
-    weight_bytes += d->buf.bytes();
+    const size_t bytes = d->buf.bytes();
+    return keep(key, std::move(d), bytes);
+  }
+
+  // A device weight with `w`'s name and shape in format f; the caller fills its buffers.
+  static std::unique_ptr<DevWeight> new_weight(const WeightTensor& w, CudaWeightFormat f) {
+    auto d = std::make_unique<DevWeight>();
+    d->name = w.name;
+    d->rows = w.rows;
+    d->cols = w.cols;
+    d->format = f;
+    return d;
+  }
+
+  // Fills d's FP16 [rows][cols] buffer on the host in slices of about 4 M elements (bounded host
+  // memory): fill(r0, nr, out) writes rows r0..r0+nr-1 as FP16 bits.
+  template <class Fill>
+  static void upload_fp16_rows(DevWeight& d, Fill fill) {
+    d.buf = cuda::DeviceBuffer(size_t(d.rows) * d.row_bytes);
+    const int64_t per = std::max<int64_t>(1, (int64_t(1) << 22) / d.cols);
+    std::vector<uint16_t> h;
+    for (int64_t r0 = 0; r0 < d.rows; r0 += per) {
+      const int64_t nr = std::min(per, d.rows - r0);
+      h.resize(size_t(nr * d.cols));
+      fill(r0, nr, h.data());
+      CUDA_CHECK(cudaMemcpy(d.buf.as<uint8_t>() + size_t(r0) * d.row_bytes, h.data(), h.size() * 2,
+                            cudaMemcpyHostToDevice));
+    }
+  }
+
+  // Registers an uploaded weight under its key and name; `bytes` is its device footprint.
+  template <class Key>
+  const DevWeight* keep(const Key& key, std::unique_ptr<DevWeight> d, size_t bytes) {
+    weight_bytes += bytes;
     const DevWeight* p = d.get();
-    by_name[w.name] = p;
+    by_name[p->name] = p;
     uploads.emplace(key, std::move(d));
     return p;
   }
@@ -186,11 +208,7 @@ struct CudaSession::Impl {
     const CudaWeightFormat f = cuda_gptq_format(t, &why);
     const auto key = std::make_tuple(static_cast<const void*>(w.gptq), int(f), w.rows, w.cols);
     if (auto it = uploads.find(key); it != uploads.end()) return it->second.get();
-    auto d = std::make_unique<DevWeight>();
-    d->name = w.name;
-    d->rows = w.rows;
-    d->cols = w.cols;
-    d->format = f;
+    std::unique_ptr<DevWeight> d = new_weight(w, f);
     d->type = QType::F16;
     d->row_bytes = size_t(w.cols) * 2;
     size_t bytes = 0;
@@ -208,24 +226,11 @@ struct CudaSession::Impl {
       max_gptq_workspace = std::max(max_gptq_workspace, cuda_gptq8_workspace_bytes(w.cols, max_batch));
       bytes = d->gptq8.codes.bytes() + d->gptq8.scales.bytes() + d->gptq8.offs.bytes() + d->gptq8.perm.bytes();
     } else {
-      d->buf = cuda::DeviceBuffer(size_t(w.rows) * d->row_bytes);
-      const int64_t per = std::max<int64_t>(1, (int64_t(1) << 22) / w.cols);
-      std::vector<uint16_t> h;
-      for (int64_t r0 = 0; r0 < w.rows; r0 += per) {
-        const int64_t nr = std::min(per, w.rows - r0);
-        h.resize(size_t(nr * w.cols));
-        cuda_gptq_dequant_rows_fp16(t, r0, nr, h.data());
-        CUDA_CHECK(cudaMemcpy(d->buf.as<uint8_t>() + size_t(r0) * d->row_bytes, h.data(), h.size() * 2,
-                              cudaMemcpyHostToDevice));
-      }
+      upload_fp16_rows(*d, [&](int64_t r0, int64_t nr, uint16_t* out) { cuda_gptq_dequant_rows_fp16(t, r0, nr, out); });
       bytes = d->buf.bytes();
       fallback_notes[w.name] = why;
     }
-    weight_bytes += bytes;
-    const DevWeight* p = d.get();
-    by_name[w.name] = p;
-    uploads.emplace(key, std::move(d));
-    return p;
+    return keep(key, std::move(d), bytes);
   }
 
   void gemm(const __half* w, const __half* xin, __half* yout, int64_t m, int64_t n, int64_t kk, int64_t ldy) {
