@@ -238,18 +238,22 @@ void gguf_dequant_cublas(cublasHandle_t h, QType t, const void* w, const __half*
   fp16_cublas(h, wf, x, y, m, n, k, s);
 }
 
+namespace {
+// A device copy of a host vector (synchronous).
+template <class T>
+DeviceBuffer to_device(const std::vector<T>& v) {
+  DeviceBuffer b(v.size() * sizeof(T));
+  b.upload(v.data(), v.size() * sizeof(T));
+  return b;
+}
+}  // namespace
+
 GptqFastBuffers upload_gptq_fast(const layout::GptqRepacked& r) {
   GptqFastBuffers b;
-  b.qweight = DeviceBuffer(r.qweight.size() * 4);
-  b.qweight.upload(r.qweight.data(), r.qweight.size() * 4);
-  b.scales = DeviceBuffer(r.scales.size() * 2);
-  b.scales.upload(r.scales.data(), r.scales.size() * 2);
-  b.zeros = DeviceBuffer(r.zeros.size());
-  b.zeros.upload(r.zeros.data(), r.zeros.size());
-  if (r.has_perm()) {
-    b.perm = DeviceBuffer(r.perm.size() * 4);
-    b.perm.upload(r.perm.data(), r.perm.size() * 4);
-  }
+  b.qweight = to_device(r.qweight);
+  b.scales = to_device(r.scales);
+  b.zeros = to_device(r.zeros);
+  if (r.has_perm()) b.perm = to_device(r.perm);
   b.dev.qweight = b.qweight.as<uint32_t>();
   b.dev.scales = b.scales.as<__half>();
   b.dev.zeros = b.zeros.as<uint8_t>();
@@ -265,16 +269,10 @@ Gptq8Buffers upload_gptq8(const layout::Gptq8Repacked& r) {
                 r.offs.size() == r.scales.size() && (r.perm.empty() || r.perm.size() == size_t(r.k)),
             "upload_gptq8: inconsistent repacked weight");
   Gptq8Buffers b;
-  b.codes = DeviceBuffer(r.codes.size());
-  b.codes.upload(r.codes.data(), r.codes.size());
-  b.scales = DeviceBuffer(r.scales.size() * 2);
-  b.scales.upload(r.scales.data(), r.scales.size() * 2);
-  b.offs = DeviceBuffer(r.offs.size() * 2);
-  b.offs.upload(r.offs.data(), r.offs.size() * 2);
-  if (r.has_perm()) {
-    b.perm = DeviceBuffer(r.perm.size() * 4);
-    b.perm.upload(r.perm.data(), r.perm.size() * 4);
-  }
+  b.codes = to_device(r.codes);
+  b.scales = to_device(r.scales);
+  b.offs = to_device(r.offs);
+  if (r.has_perm()) b.perm = to_device(r.perm);
   b.dev.codes = b.codes.as<int8_t>();
   b.dev.scales = b.scales.as<__half>();
   b.dev.offs = b.offs.as<int16_t>();
