@@ -1,7 +1,8 @@
 // `slmrun bench`: llama-bench-style prefill (ppN) and decode (tgN) throughput. With no -m it
 // builds synthetic Llama-3.2-1B-shaped models in memory (F16, Q8_0, Q4_K_M, Q4_0), so it needs
 // no download. Each row also reports the read bandwidth measured just before it and, for decode,
-// the share of the bandwidth roofline (tok/s x weight bytes per token / bandwidth).
+// the share of the bandwidth roofline (tok/s x weight bytes per token / bandwidth); prefill rows
+// report the share of the compute peak (matrix flops per second / measured peak of the cores).
 #include <omp.h>
 #include <unistd.h>
 
@@ -16,6 +17,7 @@
 #include "core/error.h"
 #include "core/membw.h"
 #include "kernels/cpu/isa.h"
+#include "kernels/cpu/peak.h"
 #include "runtime/device_session.h"
 #include "runtime/model.h"
 #include "runtime/session.h"
@@ -42,6 +44,11 @@ struct Row {
   uint64_t model_size = 0, weight_bytes = 0, peak_rss = 0;
   int n_threads = 0;
   double avg_ts = 0, stddev_ts = 0, bw_gbs = 0, roofline_pct = 0;
+  // Prefill: matrix flops per second against `n_threads` cores' measured compute peak of the
+  // instruction class the weights use (int8 dots, F32 FMAs or bf16 dots); 0 when not measured.
+  double compute_pct = 0;
+  double peak_gflops = 0;  // that peak, all threads (set in `base` before measuring)
+  double layer_macs = 0, output_macs = 0;  // multiply-adds per token in the layers / the lm_head
 };
 
 // Resets the kernel's peak-RSS counter (VmHWM) so each model's peak is its own.
@@ -116,6 +123,11 @@ void measure_tests(S& s, const BenchOptions& o, const Row& base, std::vector<Row
     Row row = base;
     row.test = "pp" + std::to_string(p);
     stats(ts, &row.avg_ts, &row.stddev_ts);
+    if (row.peak_gflops > 0) {
+      // Every prompt token goes through the layers; only the last one through the lm_head.
+      const double flops = 2.0 * (double(p) * row.layer_macs + row.output_macs);
+      row.compute_pct = 100.0 * flops * row.avg_ts / double(p) / (row.peak_gflops * 1e9);
+    }
     row.peak_rss = current_peak_rss();
     rows.push_back(row);
   }
@@ -149,8 +161,25 @@ void bench_model(const Model& model, const BenchOptions& o, const std::vector<in
   so.max_batch = std::min(max_p, 512);
   so.precision = prec;
   Session s(model, so);
+  double layer_macs = 0;
+  for (const LayerWeights& L : model.weights().layers)
+    for (const WeightTensor* w : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down})
+      layer_macs += double(w->rows) * double(w->cols);
+  const WeightTensor& out = model.weights().output;
+  const QType dom = out.type == QType::F16 || out.type == QType::F32 || out.type == QType::BF16
+                        ? out.type
+                        : model.weights().layers.front().wq.type;
   for (cpu::Isa isa : isas) {
     cpu::set_isa(isa);
+    // The compute peak of this ISA for the class of instruction the matrix kernels use.
+    double peak1 = 0;
+    if (!o.no_bw && !model.weights().layers.front().wq.gptq) {
+      const cpu::ComputePeak pk = cpu::measure_compute_peak(isa);
+      const bool float_kernels = prec == cpu::ActPrecision::F32 || dom == QType::F16 || dom == QType::F32;
+      if (float_kernels) peak1 = pk.f32_gflops;
+      else if (dom == QType::BF16) peak1 = pk.f32_gflops * (isa == cpu::Isa::AVX512 && cpu::cpu_has_avx512_bf16() ? 2 : 1);
+      else peak1 = pk.int8_gops;
+    }
     for (int nt : threads) {
       omp_set_num_threads(nt);
       Row base;
@@ -160,6 +189,9 @@ void bench_model(const Model& model, const BenchOptions& o, const std::vector<in
       base.weight_bytes = model.weight_bytes();
       base.isa = std::string(cpu::isa_name(isa));
       base.n_threads = nt;
+      base.layer_macs = layer_macs;
+      base.output_macs = double(out.rows) * double(out.cols);
+      base.peak_gflops = peak1 * nt;
       if (!o.no_bw) {
         base.bw_gbs = measure_read_bandwidth(size_t(1) << 30, nt, 3).median_gbs;
         // The probe's 1 GiB buffer is freed again: restart the peak at what the model holds now.
@@ -210,22 +242,24 @@ void print_rows(const std::vector<Row>& rows, const std::string& fmt_name) {
       a.push_back({{"model", r.model}, {"model_type", r.model_type}, {"model_size", r.model_size},
                    {"weight_bytes", r.weight_bytes}, {"n_threads", r.n_threads}, {"isa", r.isa},
                    {"test", r.test}, {"avg_ts", r.avg_ts}, {"stddev_ts", r.stddev_ts}, {"peak_rss", r.peak_rss},
-                   {"read_bw_gbs", r.bw_gbs}, {"roofline_pct", r.roofline_pct}});
+                   {"read_bw_gbs", r.bw_gbs}, {"roofline_pct", r.roofline_pct}, {"compute_pct", r.compute_pct}});
     std::printf("%s\n", a.dump(2).c_str());
   } else if (fmt_name == "csv") {
-    std::printf("model,model_type,model_size,weight_bytes,n_threads,isa,test,avg_ts,stddev_ts,peak_rss,read_bw_gbs,roofline_pct\n");
+    std::printf("model,model_type,model_size,weight_bytes,n_threads,isa,test,avg_ts,stddev_ts,peak_rss,read_bw_gbs,roofline_pct,compute_pct\n");
     for (const Row& r : rows)
-      std::printf("\"%s\",%s,%llu,%llu,%d,%s,%s,%.3f,%.3f,%llu,%.2f,%.1f\n", r.model.c_str(), r.model_type.c_str(),
+      std::printf("\"%s\",%s,%llu,%llu,%d,%s,%s,%.3f,%.3f,%llu,%.2f,%.1f,%.1f\n", r.model.c_str(), r.model_type.c_str(),
                   (unsigned long long)r.model_size, (unsigned long long)r.weight_bytes, r.n_threads, r.isa.c_str(),
-                  r.test.c_str(), r.avg_ts, r.stddev_ts, (unsigned long long)r.peak_rss, r.bw_gbs, r.roofline_pct);
+                  r.test.c_str(), r.avg_ts, r.stddev_ts, (unsigned long long)r.peak_rss, r.bw_gbs, r.roofline_pct,
+                  r.compute_pct);
   } else {
-    std::printf("| model | type | size | threads | isa | test | t/s | peak RSS | read BW | roofline |\n");
-    std::printf("|---|---|---:|---:|---|---|---:|---:|---:|---:|\n");
+    std::printf("| model | type | size | threads | isa | test | t/s | peak RSS | read BW | roofline | compute |\n");
+    std::printf("|---|---|---:|---:|---|---|---:|---:|---:|---:|---:|\n");
+    auto pct = [](double v) { return v > 0 ? fmt::format("{:.0f}%", v) : std::string(); };
     for (const Row& r : rows)
-      std::printf("| %s | %s | %.2f GiB | %d | %s | %s | %.2f ± %.2f | %.0f MiB | %.1f GB/s | %s |\n", r.model.c_str(),
-                  r.model_type.c_str(), double(r.model_size) / (1 << 30), r.n_threads, r.isa.c_str(), r.test.c_str(),
-                  r.avg_ts, r.stddev_ts, double(r.peak_rss) / (1 << 20), r.bw_gbs,
-                  r.roofline_pct > 0 ? fmt::format("{:.0f}%", r.roofline_pct).c_str() : "");
+      std::printf("| %s | %s | %.2f GiB | %d | %s | %s | %.2f ± %.2f | %.0f MiB | %.1f GB/s | %s | %s |\n",
+                  r.model.c_str(), r.model_type.c_str(), double(r.model_size) / (1 << 30), r.n_threads, r.isa.c_str(),
+                  r.test.c_str(), r.avg_ts, r.stddev_ts, double(r.peak_rss) / (1 << 20), r.bw_gbs,
+                  pct(r.roofline_pct).c_str(), pct(r.compute_pct).c_str());
   }
   std::fflush(stdout);
 }
