@@ -21,10 +21,10 @@ Session::Session(const Model& model, const SessionOptions& opts) : model_(model)
   opts_.max_batch = std::min(opts.max_batch, opts.n_ctx);
   const size_t B = size_t(opts_.max_batch);
   max_threads_ = std::max({1, omp_get_max_threads(), omp_get_num_procs()});
-  const size_t kv_bytes =
+  const size_t cache_bytes =
       size_t(c.n_layers) * size_t(opts.n_ctx) * size_t(c.kv_dim()) * size_t(cpu::kv_elem_bytes(opts.kv_type));
-  k_cache_ = ZeroPages(kv_bytes);
-  v_cache_ = ZeroPages(kv_bytes);
+  k_cache_ = ZeroPages(cache_bytes);
+  v_cache_ = ZeroPages(cache_bytes);
   rope_storage_.assign(ops::rope_table_floats(opts.n_ctx, c.n_rot), 0.f);
   rope_.data = rope_storage_.data();
   ops::rope_table_init(rope_, c, opts.n_ctx);
