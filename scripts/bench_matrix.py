@@ -13,11 +13,12 @@ thread count) on GGUF files of the same shapes, right after each slmrun process,
 gains the measured llama.cpp columns and same-minute ratios. The files come from --models DIR
 (DIR/1b-FORMAT.gguf; made with `slmrun mkmodel --preset llama-3.2-1b --type FORMAT` when missing),
 and slmrun then benchmarks those files too instead of in-memory models. llama-bench runs with its
-own best ISA (no AVX2 rows for it).
+own best ISA (no AVX2 rows for it), unless --llama-bench-avx2 names a llama-bench built for AVX2
+only (-DGGML_NATIVE=OFF -DGGML_AVX512=OFF ...), which then runs beside the AVX2 rows.
 
 usage: scripts/bench_matrix.py [--slmrun build/tools/slmrun] [--rounds 2] [--reps 2]
                                [--formats F16,Q8_0,Q4_0,Q4_K_M] [--threads 1,2] [--isa avx512,avx2]
-                               [--llama-bench PATH --models DIR]
+                               [--llama-bench PATH [--llama-bench-avx2 PATH] --models DIR]
 """
 import argparse, json, os, statistics, subprocess, sys
 
@@ -52,6 +53,7 @@ def main():
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--isa", default="avx512,avx2")
     ap.add_argument("--llama-bench", default="")
+    ap.add_argument("--llama-bench-avx2", default="")
     ap.add_argument("--models", default="")
     a = ap.parse_args()
     if a.llama_bench and not a.models:
@@ -64,11 +66,13 @@ def main():
             cmd = [a.slmrun, "bench", *src, "-t", str(t), "--isa", isa, "-r", str(a.reps), "-p", "64", "-n", "32", "-o", "json"]
             for r in run_json(cmd):
                 rows.setdefault((f, t, isa, r["test"]), []).append(r)
-            if a.llama_bench and isa == a.isa.split(",")[0]:
-                cmd = [a.llama_bench, "-m", model_file(a, f), "-t", str(t), "-r", str(a.reps), "-p", "64", "-n", "32", "-o", "json"]
+            lb = a.llama_bench_avx2 if isa == "avx2" and a.llama_bench_avx2 else (
+                a.llama_bench if isa == a.isa.split(",")[0] else "")
+            if lb:
+                cmd = [lb, "-m", model_file(a, f), "-t", str(t), "-r", str(a.reps), "-p", "64", "-n", "32", "-o", "json"]
                 for r in run_json(cmd):
                     test = f"pp{r['n_prompt']}" if r["n_gen"] == 0 else f"tg{r['n_gen']}"
-                    llama.setdefault((f, t, test), []).append(r["avg_ts"])
+                    llama.setdefault((f, t, isa, test), []).append(r["avg_ts"])
             print(f"round {rnd + 1}: {f} t={t} {isa} done", file=sys.stderr, flush=True)
     head = "| format | isa | threads | pp64 t/s | tg32 t/s | read BW GB/s | decode % of roofline | peak RSS MiB |"
     rule = "|---|---|---:|---:|---:|---:|---:|---:|"
@@ -87,7 +91,9 @@ def main():
         rss = max(r["peak_rss"] for r in tg + pp) / 2**20
         line = f"| {f} | {isa} | {t} | {pp_ts:.1f} | {tg_ts:.2f} | {bw:.1f} | {roof:.0f}% | {rss:.0f} |"
         if a.llama_bench:
-            lp, lt = llama.get((f, t, "pp64")), llama.get((f, t, "tg32"))
+            lp, lt = llama.get((f, t, isa, "pp64")), llama.get((f, t, isa, "tg32"))
+            if not lp:  # without its own llama-bench, a row shows the best-ISA one's numbers
+                lp, lt = llama.get((f, t, a.isa.split(",")[0], "pp64")), llama.get((f, t, a.isa.split(",")[0], "tg32"))
             if lp and lt:
                 lp, lt = statistics.median(lp), statistics.median(lt)
                 line += f" {lp:.1f} / {lt:.2f} | {pp_ts / lp:.2f} / {tg_ts / lt:.2f} |"
