@@ -220,7 +220,8 @@ void convert_activations(ActKind kind, const float* x, int64_t m, int64_t k, uin
         uint16_t* ob = xb + t * l.xb_stride + b * bsize;
         for (int64_t j = 0; j < len; ++j) {
           if (kind == ActKind::F16) {
-            o[j] = fp16_to_f32(f32_to_fp16(xr[j]));
+            ob[j] = f32_to_fp16(xr[j]);
+            o[j] = fp16_to_f32(ob[j]);
           } else {
             ob[j] = f32_to_bf16(xr[j]);
             o[j] = bf16_to_f32(ob[j]);

@@ -41,7 +41,7 @@ struct ActBuf {
   // F32 / F16 / BF16 kinds: activations as float (rounded to fp16/bf16 for those kinds).
   const float* xf = nullptr;
   int64_t xf_stride = 0;
-  // BF16 kind: the same values as raw bf16 bits (for vdpbf16ps).
+  // F16 / BF16 kinds: the same values as raw fp16 / bf16 bits (F16 decode, vdpbf16ps).
   const uint16_t* xb = nullptr;
   int64_t xb_stride = 0;
 };
