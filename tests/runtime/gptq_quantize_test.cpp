@@ -30,6 +30,7 @@
 #include "runtime/session.h"
 #include "runtime/synthetic.h"
 #include "support/fixtures.h"
+#include "support/small_model.h"
 
 using namespace slm;
 
@@ -244,19 +245,7 @@ class OutlierNormSource : public TensorSource {
   ModelTensorSource base_;
 };
 
-ModelConfig small_config() {
-  ModelConfig c = tiny_llama_config();
-  c.n_vocab = 300;
-  c.dim = 128;
-  c.hidden_dim = 256;
-  c.n_layers = 2;
-  c.n_heads = 4;
-  c.n_kv_heads = 2;
-  c.head_dim = 32;
-  c.n_rot = 32;
-  c.rope_divisors = llama3_rope_divisors(c.n_rot, c.rope_theta, 32.f, 1.f, 4.f, 8192.f);
-  return c;
-}
+ModelConfig small_config() { return test::small_llama_config(300); }
 
 // Synthetic F32 model with outlier channels written as an HF directory and loaded back.
 std::unique_ptr<Model> synthetic_hf_model(const std::string& dir) {

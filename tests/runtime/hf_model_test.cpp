@@ -17,23 +17,15 @@
 #include "runtime/session.h"
 #include "runtime/synthetic.h"
 #include "support/fixtures.h"
+#include "support/small_model.h"
 
 using namespace slm;
 
 namespace {
 
 ModelConfig hf_test_config() {
-  ModelConfig c = tiny_llama_config();
-  c.n_vocab = 258;  // 256 byte tokens + 2 specials: the tokenizer written below covers every row
-  c.dim = 128;
-  c.hidden_dim = 256;
-  c.n_layers = 2;
-  c.n_heads = 4;
-  c.n_kv_heads = 2;
-  c.head_dim = 32;
-  c.n_rot = 32;
-  c.rope_divisors = llama3_rope_divisors(c.n_rot, c.rope_theta, 32.f, 1.f, 4.f, 8192.f);
-  return c;
+  // 256 byte tokens + 2 specials: the tokenizer written below covers every row.
+  return test::small_llama_config(258);
 }
 
 void write_text(const std::string& path, const std::string& s) {

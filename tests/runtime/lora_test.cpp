@@ -21,22 +21,15 @@
 #include "runtime/session.h"
 #include "runtime/synthetic.h"
 #include "support/fixtures.h"
+#include "support/small_model.h"
 
 using namespace slm;
 
 namespace {
 
 ModelConfig lora_config() {
-  ModelConfig c = tiny_llama_config();
-  c.n_vocab = 300;
-  c.dim = 128;
-  c.hidden_dim = 256;
-  c.n_layers = 2;
-  c.n_heads = 4;
-  c.n_kv_heads = 2;
-  c.head_dim = 32;
-  c.n_rot = 32;
-  c.rope_divisors.assign(16, 1.f);
+  ModelConfig c = test::small_llama_config(300);
+  c.rope_divisors.assign(16, 1.f);  // plain RoPE
   return c;
 }
 
