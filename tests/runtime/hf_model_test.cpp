@@ -104,15 +104,6 @@ void write_hf_dir(const Model& m, const std::string& dir, bool drop_tensor = fal
   w.write(dir + "/model.safetensors");
 }
 
-std::vector<float> last_logits(const Model& m, const std::vector<int32_t>& toks) {
-  SessionOptions so;
-  so.n_ctx = 64;
-  so.precision = cpu::ActPrecision::F32;
-  so.kv_type = cpu::KvType::F32;
-  Session s(m, so);
-  s.eval(toks);
-  return std::vector<float>(s.last_logits(), s.last_logits() + s.n_vocab());
-}
 
 }  // namespace
 
@@ -129,8 +120,8 @@ TEST_CASE("an HF F32 directory and the same weights in GGUF layout give the same
   std::mt19937 rng(5);
   std::vector<int32_t> toks(17);
   for (auto& t : toks) t = int32_t(rng() % 256);
-  auto a = last_logits(*gguf_layout, toks);
-  auto b = last_logits(*hf, toks);
+  auto a = test::f32_last_logits(*gguf_layout, toks);
+  auto b = test::f32_last_logits(*hf, toks);
   // Same weights and arithmetic; only the pairing of RoPE dimensions (and so the order of a few
   // float additions in q·k) differs: float32 rounding, far below the 1e-5 acceptance bound.
   CHECK(test::rel_l2(b.data(), a.data(), a.size()) < 1e-5);
@@ -159,8 +150,8 @@ TEST_CASE("an HF directory converted to GGUF keeps its logits (q/k rows reordere
   auto gguf = Model::load(tmp.file("converted.gguf"));
   CHECK(gguf->config().rope_style == RopeStyle::Interleaved);
   std::vector<int32_t> toks = {256, 10, 200, 31, 7, 99, 140};
-  auto a = last_logits(*hf, toks);
-  auto b = last_logits(*gguf, toks);
+  auto a = test::f32_last_logits(*hf, toks);
+  auto b = test::f32_last_logits(*gguf, toks);
   // The issue's acceptance bound; float32 differences only (same weights, same arithmetic).
   CHECK(test::rel_l2(b.data(), a.data(), a.size()) < 1e-5);
 }

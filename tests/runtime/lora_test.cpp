@@ -75,15 +75,6 @@ std::vector<std::pair<std::vector<float>, std::vector<float>>> write_adapter(con
   return vals;
 }
 
-std::vector<float> logits_of(const Model& m, const std::vector<int32_t>& toks) {
-  SessionOptions so;
-  so.n_ctx = 64;
-  so.precision = cpu::ActPrecision::F32;
-  so.kv_type = cpu::KvType::F32;
-  Session s(m, so);
-  s.eval(toks);
-  return std::vector<float>(s.last_logits(), s.last_logits() + s.n_vocab());
-}
 
 const std::vector<int32_t> kToks = {1, 50, 7, 200, 33, 90, 12, 250, 4, 61};
 
@@ -128,8 +119,8 @@ TEST_CASE("LoRA merge equals W + s·B·A applied to the HF weights, for GGUF and
     w.write(tmp.file("want_hf") + "/model.safetensors");
   }
   auto want_model = Model::load(tmp.file("want_hf"));
-  const auto want = logits_of(*want_model, kToks);
-  const auto before = logits_of(*base, kToks);
+  const auto want = test::f32_last_logits(*want_model, kToks);
+  const auto before = test::f32_last_logits(*base, kToks);
   // The adapter must matter, or the comparisons below would prove nothing.
   CHECK(test::rel_l2(before.data(), want.data(), want.size()) > 1e-3);
 
@@ -137,18 +128,18 @@ TEST_CASE("LoRA merge equals W + s·B·A applied to the HF weights, for GGUF and
   // to float rounding of the merge; the RoPE pairing differs (as in hf_model_test): 1e-5.
   auto merged = merge_lora(*base, ad);
   CHECK(merged->weights().layers[0].wq.type == QType::F32);
-  const auto got = logits_of(*merged, kToks);
+  const auto got = test::f32_last_logits(*merged, kToks);
   CHECK(test::rel_l2(got.data(), want.data(), want.size()) < 1e-5);
 
   // HF base (HalfSplit): no permutation.
   auto hf_base = Model::load(tmp.file("base_hf"));
   auto merged_hf = merge_lora(*hf_base, ad);
-  const auto got_hf = logits_of(*merged_hf, kToks);
+  const auto got_hf = test::f32_last_logits(*merged_hf, kToks);
   CHECK(test::rel_l2(got_hf.data(), want.data(), want.size()) < 1e-5);
 
   // A scale multiplier of 0 leaves the model unchanged.
   auto zero = merge_lora(*base, ad, 0.f);
-  const auto got0 = logits_of(*zero, kToks);
+  const auto got0 = test::f32_last_logits(*zero, kToks);
   CHECK(test::rel_l2(got0.data(), before.data(), before.size()) < 1e-7);
 }
 
