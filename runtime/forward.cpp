@@ -144,9 +144,8 @@ void Session::forward_batch(const int32_t* tokens, int64_t n, float* logits_out,
         const int64_t kvh = h / group;
         const int64_t n_keys = p0 + t + 1;
         const size_t head_off = size_t(kvh * hd) * eb;
-        cpu::attn_scores(q, kc + head_off, n_keys, kvd, hd, kvt, att_scale, sc);
-        ops::softmax(sc, n_keys);
-        cpu::attn_weighted_sum(sc, vc + head_off, n_keys, kvd, hd, kvt, &att_[size_t(t * qd + h * hd)]);
+        cpu::attn_head(q, kc + head_off, vc + head_off, n_keys, kvd, hd, kvt, att_scale, sc,
+                       &att_[size_t(t * qd + h * hd)]);
       }
     }
 

@@ -29,7 +29,5 @@ void swiglu(float* y, const float* g, const float* u, int64_t n);
 // x += y.
 void add_inplace(float* x, const float* y, int64_t n);
 
-// In-place softmax over n values; returns nothing.
-void softmax(float* x, int64_t n);
 
 }  // namespace slm::ops
