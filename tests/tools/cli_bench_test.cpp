@@ -47,3 +47,21 @@ TEST_CASE("slmrun bench -o json: one row per synthetic model and test, every fie
   }
   CHECK(types == std::set<std::string>{"F16", "Q8_0", "Q4_K", "Q4_0"});
 }
+
+TEST_CASE("slmrun bench -d: each test again with that many tokens already in the KV cache") {
+  const auto r = test::run_slmrun("bench --quick --synthetic Q4_0 -p 8 -n 4 -d 0,24 -r 1 -t 1 --no-bw -o json");
+  INFO(r.err);
+  REQUIRE(r.exit_code == 0);
+  const nlohmann::json a = nlohmann::json::parse(r.out);
+  REQUIRE(a.is_array());
+  std::set<std::string> tests;
+  for (const auto& row : a) {
+    INFO(row.dump());
+    const std::string test = row["test"].get<std::string>();
+    tests.insert(test);
+    // llama-bench's naming: "ppN @ dD" when the cache held D tokens before the test.
+    CHECK(row["n_depth"].get<int>() == (test.find(" @ d24") != std::string::npos ? 24 : 0));
+    CHECK(row["avg_ts"].get<double>() > 0);
+  }
+  CHECK(tests == std::set<std::string>{"pp8", "tg4", "pp8 @ d24", "tg4 @ d24"});
+}

@@ -96,4 +96,5 @@ TEST_CASE("bad input gives one clear error and a non-zero exit") {
   check_clean_failure(test::run_slmrun("run -m " + model + " -f " + tmp.file("bad.txt")), "UTF-8");
   check_clean_failure(test::run_slmrun("run -m " + model + " -f /nonexistent.txt"), "cannot open");
   check_clean_failure(test::run_slmrun("bench -p 0x"), "-p");
+  check_clean_failure(test::run_slmrun("bench -d -5"), "-d");
 }

@@ -6,6 +6,7 @@
 #include <omp.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -32,6 +33,7 @@ struct BenchOptions {
   std::vector<std::string> synthetic = {"F16", "Q8_0", "Q4_K_M", "Q4_0"};
   std::vector<int> prompt = {64};
   std::vector<int> gen = {32};
+  std::vector<int> depth = {0};  // tokens already in the KV cache when a test starts (llama-bench -d)
   std::vector<int> threads;
   std::vector<std::string> isas;
   int reps = 3;
@@ -42,7 +44,7 @@ struct BenchOptions {
 struct Row {
   std::string model, model_type, isa, test;
   uint64_t model_size = 0, weight_bytes = 0, peak_rss = 0;
-  int n_threads = 0;
+  int n_threads = 0, n_depth = 0;
   double avg_ts = 0, stddev_ts = 0, bw_gbs = 0, roofline_pct = 0;
   // Prefill: matrix flops per second against `n_threads` cores' measured compute peak of the
   // instruction class the weights use (int8 dots, F32 FMAs or bf16 dots); 0 when not measured.
@@ -105,23 +107,32 @@ double seconds(std::chrono::steady_clock::time_point t0) {
 }
 
 // ppN: time one batched eval of N tokens; tgN: after one token, time N single-token evals (the
-// first repetition is a warm-up: page faults, caches, CUDA graph capture). Works for any session
-// type with reset()/eval() (Session, CudaSession).
+// first repetition is a warm-up: page faults, caches, CUDA graph capture). With a depth d > 0 the
+// cache first holds d tokens (evaluated untimed after each reset), and the test is named
+// "ppN @ dD" as llama-bench names it. Works for any session type with reset()/eval() (Session,
+// CudaSession).
 template <class S>
-void measure_tests(S& s, const BenchOptions& o, const Row& base, std::vector<Row>& rows) {
+void measure_tests_at(S& s, const BenchOptions& o, const Row& base, int depth, std::vector<Row>& rows) {
   const int64_t V = s.n_vocab();
+  const auto ctx_toks = random_tokens(depth, V, 99);
+  const std::string at = depth > 0 ? " @ d" + std::to_string(depth) : "";
+  auto reset = [&] {
+    s.reset();
+    if (depth > 0) s.eval(ctx_toks);
+  };
   for (int p : o.prompt) {
     if (p == 0) continue;
     const auto toks = random_tokens(p, V, 42);
     std::vector<double> ts;
     for (int r = -1; r < o.reps; ++r) {
-      s.reset();
+      reset();
       auto t0 = std::chrono::steady_clock::now();
       s.eval(toks);
       if (r >= 0) ts.push_back(p / seconds(t0));
     }
     Row row = base;
-    row.test = "pp" + std::to_string(p);
+    row.n_depth = depth;
+    row.test = "pp" + std::to_string(p) + at;
     stats(ts, &row.avg_ts, &row.stddev_ts);
     if (row.peak_gflops > 0) {
       // Every prompt token goes through the layers; only the last one through the lm_head.
@@ -136,14 +147,15 @@ void measure_tests(S& s, const BenchOptions& o, const Row& base, std::vector<Row
     const auto toks = random_tokens(n + 1, V, 7);
     std::vector<double> ts;
     for (int r = -1; r < o.reps; ++r) {
-      s.reset();
+      reset();
       s.eval(std::span<const int32_t>(toks.data(), 1));
       auto t0 = std::chrono::steady_clock::now();
       for (int i = 1; i <= n; ++i) s.eval(std::span<const int32_t>(toks.data() + i, 1));
       if (r >= 0) ts.push_back(n / seconds(t0));
     }
     Row row = base;
-    row.test = "tg" + std::to_string(n);
+    row.n_depth = depth;
+    row.test = "tg" + std::to_string(n) + at;
     stats(ts, &row.avg_ts, &row.stddev_ts);
     if (row.bw_gbs > 0) row.roofline_pct = 100.0 * row.avg_ts * double(row.weight_bytes) / (row.bw_gbs * 1e9);
     row.peak_rss = current_peak_rss();
@@ -151,13 +163,19 @@ void measure_tests(S& s, const BenchOptions& o, const Row& base, std::vector<Row
   }
 }
 
+template <class S>
+void measure_tests(S& s, const BenchOptions& o, const Row& base, std::vector<Row>& rows) {
+  for (int d : o.depth) measure_tests_at(s, o, base, d, rows);
+}
+
 void bench_model(const Model& model, const BenchOptions& o, const std::vector<int>& threads,
                  const std::vector<cpu::Isa>& isas, cpu::ActPrecision prec, std::vector<Row>& rows) {
   int max_p = 1, max_n = 1;
   for (int p : o.prompt) max_p = std::max(max_p, p);
   for (int n : o.gen) max_n = std::max(max_n, n);
+  const int max_d = *std::max_element(o.depth.begin(), o.depth.end());
   SessionOptions so;
-  so.n_ctx = std::max(max_p, max_n + 1) + 1;
+  so.n_ctx = max_d + std::max(max_p, max_n + 1) + 1;
   so.max_batch = std::min(max_p, 512);
   so.precision = prec;
   Session s(model, so);
@@ -208,8 +226,9 @@ void bench_model_cuda(const Model& model, const BenchOptions& o, std::vector<Row
   int max_p = 1, max_n = 1;
   for (int p : o.prompt) max_p = std::max(max_p, p);
   for (int n : o.gen) max_n = std::max(max_n, n);
+  const int max_d = *std::max_element(o.depth.begin(), o.depth.end());
   CudaSessionOptions co;
-  co.n_ctx = std::max(max_p, max_n + 1) + 1;
+  co.n_ctx = max_d + std::max(max_p, max_n + 1) + 1;
   co.max_batch = std::min(max_p, 512);
   const std::unique_ptr<DeviceSession> sp = open_cuda_session(model, co);
   DeviceSession& s = *sp;
@@ -241,15 +260,15 @@ void print_rows(const std::vector<Row>& rows, const std::string& fmt_name) {
     for (const Row& r : rows)
       a.push_back({{"model", r.model}, {"model_type", r.model_type}, {"model_size", r.model_size},
                    {"weight_bytes", r.weight_bytes}, {"n_threads", r.n_threads}, {"isa", r.isa},
-                   {"test", r.test}, {"avg_ts", r.avg_ts}, {"stddev_ts", r.stddev_ts}, {"peak_rss", r.peak_rss},
+                   {"test", r.test}, {"n_depth", r.n_depth}, {"avg_ts", r.avg_ts}, {"stddev_ts", r.stddev_ts}, {"peak_rss", r.peak_rss},
                    {"read_bw_gbs", r.bw_gbs}, {"roofline_pct", r.roofline_pct}, {"compute_pct", r.compute_pct}});
     std::printf("%s\n", a.dump(2).c_str());
   } else if (fmt_name == "csv") {
-    std::printf("model,model_type,model_size,weight_bytes,n_threads,isa,test,avg_ts,stddev_ts,peak_rss,read_bw_gbs,roofline_pct,compute_pct\n");
+    std::printf("model,model_type,model_size,weight_bytes,n_threads,isa,test,n_depth,avg_ts,stddev_ts,peak_rss,read_bw_gbs,roofline_pct,compute_pct\n");
     for (const Row& r : rows)
-      std::printf("\"%s\",%s,%llu,%llu,%d,%s,%s,%.3f,%.3f,%llu,%.2f,%.1f,%.1f\n", r.model.c_str(), r.model_type.c_str(),
+      std::printf("\"%s\",%s,%llu,%llu,%d,%s,%s,%d,%.3f,%.3f,%llu,%.2f,%.1f,%.1f\n", r.model.c_str(), r.model_type.c_str(),
                   (unsigned long long)r.model_size, (unsigned long long)r.weight_bytes, r.n_threads, r.isa.c_str(),
-                  r.test.c_str(), r.avg_ts, r.stddev_ts, (unsigned long long)r.peak_rss, r.bw_gbs, r.roofline_pct,
+                  r.test.c_str(), r.n_depth, r.avg_ts, r.stddev_ts, (unsigned long long)r.peak_rss, r.bw_gbs, r.roofline_pct,
                   r.compute_pct);
   } else {
     std::printf("| model | type | size | threads | isa | test | t/s | peak RSS | read BW | roofline | compute |\n");
@@ -264,8 +283,8 @@ void print_rows(const std::vector<Row>& rows, const std::string& fmt_name) {
   std::fflush(stdout);
 }
 
-void bench(BenchOptions o, const std::string& p_list, const std::string& n_list, const std::string& t_list,
-           const std::string& isa_list) {
+void bench(BenchOptions o, const std::string& p_list, const std::string& n_list, const std::string& d_list,
+           const std::string& t_list, const std::string& isa_list) {
   SLM_CHECK(o.device == "cpu" || o.device == "cuda", "--device: unknown value '{}' (cpu or cuda)", o.device);
   if (o.device == "cuda") {
     std::string why;
@@ -274,6 +293,8 @@ void bench(BenchOptions o, const std::string& p_list, const std::string& n_list,
   cpu::apply_isa_env();
   o.prompt = parse_int_list(p_list, "-p");
   o.gen = parse_int_list(n_list, "-n");
+  o.depth = parse_int_list(d_list, "-d");
+  for (int d : o.depth) SLM_CHECK(d <= (1 << 20), "-d: depth {} out of range", d);
   std::vector<int> threads = t_list.empty() ? std::vector<int>{int(sysconf(_SC_NPROCESSORS_ONLN))}
                                             : parse_int_list(t_list, "-t");
   for (int t : threads) SLM_CHECK(t >= 1 && t <= 1024, "-t: thread count {} out of range", t);
@@ -322,6 +343,7 @@ void bench(BenchOptions o, const std::string& p_list, const std::string& n_list,
 void add_bench_command(CLI::App& app) {
   auto o = std::make_shared<BenchOptions>();
   auto p = std::make_shared<std::string>("64"), n = std::make_shared<std::string>("32");
+  auto d = std::make_shared<std::string>("0");
   auto t = std::make_shared<std::string>(), isa = std::make_shared<std::string>();
   CLI::App* c = app.add_subcommand("bench", "benchmark prefill and decode throughput (llama-bench style)");
   c->add_option("-m,--model", o->models, "model file(s); none: synthetic Llama-3.2-1B-shaped models");
@@ -329,6 +351,8 @@ void add_bench_command(CLI::App& app) {
   c->add_option("--shape", o->shape, "synthetic model shape: 1b or 3b")->capture_default_str();
   c->add_option("-p,--n-prompt", *p, "prompt lengths (comma list)")->capture_default_str();
   c->add_option("-n,--n-gen", *n, "generation lengths (comma list)")->capture_default_str();
+  c->add_option("-d,--n-depth", *d, "tokens already in the KV cache before each test (comma list)")
+      ->capture_default_str();
   c->add_option("-t,--threads", *t, "thread counts (comma list; default: all cores)");
   c->add_option("-r,--repetitions", o->reps, "repetitions per test")->capture_default_str();
   c->add_option("--isa", *isa, "ISA levels to run (comma list of scalar, avx2, avx512; default: best)");
@@ -337,7 +361,7 @@ void add_bench_command(CLI::App& app) {
   c->add_option("--device", o->device, "where to run: cpu (default) or cuda")->capture_default_str();
   c->add_flag("--quick", o->quick, "use a small synthetic shape (dim 512, 4 layers) instead of 1B");
   c->add_flag("--no-bw", o->no_bw, "skip the read-bandwidth measurement");
-  c->callback([o, p, n, t, isa] { bench(*o, *p, *n, *t, *isa); });
+  c->callback([o, p, n, d, t, isa] { bench(*o, *p, *n, *d, *t, *isa); });
 }
 
 }  // namespace slm::cli
