@@ -121,8 +121,10 @@ void Session::forward_batch(const int32_t* tokens, int64_t n, float* logits_out,
     const LayerWeights& L = W.layers[size_t(l)];
     const cpu::KvType kvt = opts_.kv_type;
     const size_t eb = size_t(cpu::kv_elem_bytes(kvt));
+    // Layer l, KV head j, position p: element offset ((l * n_kv_heads + j) * ctx + p) * hd.
     uint8_t* kc = &k_cache_[size_t(l) * size_t(ctx) * size_t(kvd) * eb];
     uint8_t* vc = &v_cache_[size_t(l) * size_t(ctx) * size_t(kvd) * eb];
+    const size_t head_bytes = size_t(ctx) * size_t(hd) * eb;
 
     for (int64_t t = 0; t < n; ++t) ops::rmsnorm(&xb_[size_t(t * dim)], &x_[size_t(t * dim)], L.attn_norm.data(), dim, c.rms_eps);
     linear_same_input({{&L.wq, q_.data(), LinearSlot::Q}, {&L.wk, k_.data(), LinearSlot::K},
@@ -131,20 +133,24 @@ void Session::forward_batch(const int32_t* tokens, int64_t n, float* logits_out,
     for (int64_t t = 0; t < n; ++t) {
       ops::rope_apply(&q_[size_t(t * qd)], c.n_heads, hd, c.n_rot, c.rope_style, rope_, p0 + t);
       ops::rope_apply(&k_[size_t(t * kvd)], c.n_kv_heads, hd, c.n_rot, c.rope_style, rope_, p0 + t);
-      cpu::kv_store(&k_[size_t(t * kvd)], kc + size_t(p0 + t) * size_t(kvd) * eb, kvd, kvt);
-      cpu::kv_store(&v_[size_t(t * kvd)], vc + size_t(p0 + t) * size_t(kvd) * eb, kvd, kvt);
+      for (int64_t j = 0; j < c.n_kv_heads; ++j) {
+        const size_t at = size_t(j) * head_bytes + size_t(p0 + t) * size_t(hd) * eb;
+        cpu::kv_store(&k_[size_t(t * kvd + j * hd)], kc + at, hd, kvt);
+        cpu::kv_store(&v_[size_t(t * kvd + j * hd)], vc + at, hd, kvt);
+      }
     }
 
-    // Causal attention, one (token, head) pair per iteration.
+    // Causal attention, one (head, token) pair per iteration; heads outer, so a thread's
+    // consecutive pairs read the same KV head while it is in L2.
 #pragma omp parallel for collapse(2) schedule(static)
-    for (int64_t t = 0; t < n; ++t) {
-      for (int64_t h = 0; h < c.n_heads; ++h) {
+    for (int64_t h = 0; h < c.n_heads; ++h) {
+      for (int64_t t = 0; t < n; ++t) {
         float* sc = &scores_[size_t(omp_get_thread_num()) * size_t(ctx)];
         const float* q = &q_[size_t(t * qd + h * hd)];
         const int64_t kvh = h / group;
         const int64_t n_keys = p0 + t + 1;
-        const size_t head_off = size_t(kvh * hd) * eb;
-        cpu::attn_head(q, kc + head_off, vc + head_off, n_keys, kvd, hd, kvt, att_scale, sc,
+        const size_t head_off = size_t(kvh) * head_bytes;
+        cpu::attn_head(q, kc + head_off, vc + head_off, n_keys, hd, hd, kvt, att_scale, sc,
                        &att_[size_t(t * qd + h * hd)]);
       }
     }

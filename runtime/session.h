@@ -74,7 +74,10 @@ class Session {
   SessionOptions opts_;
   int64_t n_past_ = 0;
 
-  // [layer][pos][kv_dim] of opts_.kv_type; pages become resident as positions are written.
+  // [layer][kv_head][pos][head_dim] of opts_.kv_type: each head's keys (values) are one
+  // contiguous stream for attention (half the time of the [pos][kv_dim] layout, whose 1 KiB
+  // stride between a head's positions defeated the prefetchers). Pages become resident as
+  // positions are written.
   ZeroPages k_cache_, v_cache_;
   std::vector<float> rope_storage_;
   ops::RopeTable rope_;
