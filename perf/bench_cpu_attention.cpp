@@ -20,23 +20,12 @@
 #include "core/half.h"
 #include "kernels/cpu/attention.h"
 #include "kernels/cpu/isa.h"
+#include "perf/list_arg.h"
 
 namespace {
 
 using namespace slm;
 using Clock = std::chrono::steady_clock;
-
-std::vector<std::string> split(const std::string& s) {
-  std::vector<std::string> out;
-  size_t p = 0;
-  while (p <= s.size()) {
-    size_t q = s.find(',', p);
-    if (q == std::string::npos) q = s.size();
-    if (q > p) out.push_back(s.substr(p, q - p));
-    p = q + 1;
-  }
-  return out;
-}
 
 using Kernel = void (*)(const float*, const void*, const void*, int64_t, int64_t, int64_t, cpu::KvType,
                         float, float*, float*);
@@ -77,7 +66,7 @@ int main(int argc, char** argv) {
     };
     if (a == "--keys") {
       keys.clear();
-      for (const auto& s : split(next())) keys.push_back(std::atoll(s.c_str()));
+      for (const auto& s : perf::split_list(next())) keys.push_back(std::atoll(s.c_str()));
     } else if (a == "--hd") {
       hd = std::atoll(next().c_str());
     } else if (a == "--heads") {
@@ -85,7 +74,7 @@ int main(int argc, char** argv) {
     } else if (a == "--reps") {
       reps = std::atoi(next().c_str());
     } else if (a == "--kv") {
-      kvs = split(next());
+      kvs = perf::split_list(next());
     } else {
       std::fprintf(stderr,
                    "usage: bench_cpu_attention [--keys 128,512,...] [--hd 64] [--kv f16,f32] [--heads 8] [--reps 9]\n");

@@ -30,6 +30,7 @@
 #include "core/error.h"
 #include "core/half.h"
 #include "kernels/cpu/isa.h"
+#include "perf/list_arg.h"
 #include "kernels/cpu/peak.h"
 #include "kernels/cpu/linear.h"
 #include "kernels/cpu/linear_internal.h"
@@ -47,18 +48,6 @@ namespace {
 
 using namespace slm;
 using Clock = std::chrono::steady_clock;
-
-std::vector<std::string> split(const std::string& s) {
-  std::vector<std::string> out;
-  size_t p = 0;
-  while (p <= s.size()) {
-    size_t q = s.find(',', p);
-    if (q == std::string::npos) q = s.size();
-    if (q > p) out.push_back(s.substr(p, q - p));
-    p = q + 1;
-  }
-  return out;
-}
 
 double seconds_since(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
@@ -288,14 +277,14 @@ int main(int argc, char** argv) try {
     if (a == "--threads")
       threads = std::atoi(val().c_str());
     else if (a == "--types")
-      type_names = split(val());
+      type_names = perf::split_list(val());
     else if (a == "--isa")
-      isa_names = split(val());
+      isa_names = perf::split_list(val());
     else if (a == "--reps")
       reps = std::max(1, std::atoi(val().c_str()));
     else if (a == "--batch") {
       batches.clear();
-      for (const auto& b : split(val())) batches.push_back(std::atoll(b.c_str()));
+      for (const auto& b : perf::split_list(val())) batches.push_back(std::atoll(b.c_str()));
     } else if (a == "--quick")
       quick = true;
     else if (a == "--hot")
@@ -303,7 +292,7 @@ int main(int argc, char** argv) try {
     else if (a == "--onednn")
       onednn = true;
     else if (a == "--shapes")
-      shape_filter = split(val());
+      shape_filter = perf::split_list(val());
     else if (a == "--help" || a == "-h") {
       std::printf(
           "usage: bench_cpu_linear [--threads N] [--types list] [--isa list] [--reps R] "
