@@ -194,6 +194,13 @@ void convert_activations(ActKind kind, const float* x, int64_t m, int64_t k, uin
     }
     return;
   }
+  if (simd && (kind == ActKind::F16 || kind == ActKind::BF16)) {
+    const bool par = m * k >= (int64_t(1) << 15);
+#pragma omp parallel for schedule(static) if (par)
+    for (int64_t t = 0; t < m; ++t)
+      avx2::round_row_half(x + t * k, k, kind == ActKind::BF16, xb + t * l.xb_stride, xf + t * l.xf_stride);
+    return;
+  }
   // Units of work: one block of one token row (the F16/BF16 kinds in chunks of 256 or less).
   const int64_t nb = (k + bsize - 1) / bsize;
   const int64_t units = m * nb;

@@ -133,4 +133,37 @@ void quant_row_q8_k(const float* x, int64_t k, int8_t* qs, float* d_out, int16_t
   }
 }
 
+void round_row_half(const float* x, int64_t k, bool bf16, uint16_t* xb, float* xf) {
+  int64_t i = 0;
+  for (; i + 8 <= k; i += 8) {
+    const __m256 v = _mm256_loadu_ps(x + i);
+    const __m256 nan = _mm256_cmp_ps(v, v, _CMP_UNORD_Q);
+    if (!_mm256_testz_ps(nan, nan)) {  // NaN payloads: the scalar rules (rare, garbage input)
+      for (int j = 0; j < 8; ++j) {
+        xb[i + j] = bf16 ? f32_to_bf16(x[i + j]) : f32_to_fp16(x[i + j]);
+        xf[i + j] = bf16 ? bf16_to_f32(xb[i + j]) : fp16_to_f32(xb[i + j]);
+      }
+      continue;
+    }
+    if (bf16) {
+      // Round to nearest even on the upper half: u + 0x7FFF + (bit 16 of u), then >> 16.
+      const __m256i u = _mm256_castps_si256(v);
+      const __m256i odd = _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1));
+      const __m256i r = _mm256_srli_epi32(_mm256_add_epi32(u, _mm256_add_epi32(odd, _mm256_set1_epi32(0x7FFF))), 16);
+      _mm256_storeu_ps(xf + i, _mm256_castsi256_ps(_mm256_slli_epi32(r, 16)));
+      // r < 2^16: the unsigned pack is exact; it interleaves the 128-bit lanes (fixed by the permute).
+      const __m256i p = _mm256_permute4x64_epi64(_mm256_packus_epi32(r, r), 0x08);
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(xb + i), _mm256_castsi256_si128(p));
+    } else {
+      const __m128i h = _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(xb + i), h);
+      _mm256_storeu_ps(xf + i, _mm256_cvtph_ps(h));
+    }
+  }
+  for (; i < k; ++i) {
+    xb[i] = bf16 ? f32_to_bf16(x[i]) : f32_to_fp16(x[i]);
+    xf[i] = bf16 ? bf16_to_f32(xb[i]) : fp16_to_f32(xb[i]);
+  }
+}
+
 }  // namespace slm::cpu::detail::avx2

@@ -87,6 +87,9 @@ void run(const KernelArgs& a, int64_t r0, int64_t r1);
 // Row quantizers (k % 32 == 0, resp. k % 256 == 0), bit-identical to the scalar ones.
 void quant_row_q8_32(const float* x, int64_t k, int8_t* qs, float* d, float* s, int32_t* xsum);
 void quant_row_q8_k(const float* x, int64_t k, int8_t* qs, float* d, int16_t* bsums);
+// xb[i] = f32_to_bf16(x[i]) (bf16) or f32_to_fp16(x[i]), xf[i] = the float it stands for; any k,
+// bit-identical to the scalar conversions (NaN included).
+void round_row_half(const float* x, int64_t k, bool bf16, uint16_t* xb, float* xf);
 }  // namespace avx2
 namespace avx512 {
 bool supports(QType type, ActKind kind);

@@ -204,6 +204,40 @@ TEST_CASE("activation conversion (scalar and AVX2) is bit-identical to llama.cpp
     }
 }
 
+TEST_CASE("fp16 / bf16 activation rounding (AVX2) is bit-identical to the scalar conversions") {
+  if (int(detected_isa()) < int(Isa::AVX2)) {
+    MESSAGE("SKIP: this CPU has no AVX2");
+    return;
+  }
+  std::mt19937 rng(9);
+  std::normal_distribution<float> nd(0.f, 1.f);
+  const int64_t m = 3, k = 77;  // a row length with a tail of 5 after the 8-float vectors
+  std::vector<float> x(size_t(m * k));
+  for (auto& v : x) v = nd(rng) * std::exp2(float(int(rng() % 40) - 20));
+  // Ties, the fp16 overflow edge, subnormals of both formats, signed zeros and infinities in
+  // x[8..23] (two whole 8-float vectors); NaNs with payloads in x[40..41] (their vector takes the
+  // scalar rules).
+  const float special[] = {65504.f, 65520.f, 65519.996f, -1e-7f, 6e-8f, 3e-8f, 1e-40f, -0.f,
+                           INFINITY, -INFINITY,
+                           1.00048828125f, 1.00146484375f,  // fp16 ties: to the even neighbour, below / above
+                           0x1.01p0f, 0x1.03p0f,            // the same for bf16
+                           -0x1.03p0f, 0x1.0018p0f};
+  for (size_t i = 0; i < std::size(special); ++i) x[8 + i] = special[i];
+  x[40] = std::nanf("0x12345");
+  x[41] = -std::nanf("7");
+  for (detail::ActKind kind : {detail::ActKind::F16, detail::ActKind::BF16}) {
+    INFO((kind == detail::ActKind::F16 ? "F16" : "BF16"));
+    std::vector<uint8_t> m0(detail::act_bytes(m, k)), m1(m0.size());
+    detail::ActBuf a0, a1;
+    detail::convert_activations(kind, x.data(), m, k, m0.data(), a0, false);
+    detail::convert_activations(kind, x.data(), m, k, m1.data(), a1, true);
+    for (int64_t t = 0; t < m; ++t) {
+      CHECK(std::memcmp(a0.xb + t * a0.xb_stride, a1.xb + t * a1.xb_stride, size_t(k) * 2) == 0);
+      CHECK(std::memcmp(a0.xf + t * a0.xf_stride, a1.xf + t * a1.xf_stride, size_t(k) * 4) == 0);
+    }
+  }
+}
+
 TEST_CASE("every type x ISA x shape matches the scalar reference of the same precision") {
   // 27 = 16 + 8 + 3 rows: a 16-row (AVX-512) tile, an 8-row tile and a remainder of the packed
   // prefill GEMMs; 67 = 4 x 16 + 3.
