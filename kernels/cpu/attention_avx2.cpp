@@ -108,9 +108,10 @@ void softmax(float* p, int64_t n) {
     p[i] = std::exp(p[i] - mx);
     sum += p[i];
   }
-  const __m256 inv = _mm256_set1_ps(1.f / sum);
-  for (int64_t i = 0; i < n8; i += 8) _mm256_storeu_ps(p + i, _mm256_mul_ps(_mm256_loadu_ps(p + i), inv));
-  for (int64_t i = n8; i < n; ++i) p[i] *= 1.f / sum;
+  const float inv = 1.f / sum;
+  const __m256 vinv = _mm256_set1_ps(inv);
+  for (int64_t i = 0; i < n8; i += 8) _mm256_storeu_ps(p + i, _mm256_mul_ps(_mm256_loadu_ps(p + i), vinv));
+  for (int64_t i = n8; i < n; ++i) p[i] *= inv;
 }
 
 // out[d0 .. d0 + 8 NV) = Σ_i p_i val_i[d0 ..].
