@@ -41,7 +41,7 @@ namespace slm::layout {
 inline constexpr int kGptqBits = 4;
 inline constexpr int kGptqWordK = 8;    // K values per packed word
 inline constexpr int kGptqChunkK = 32;  // K values per 128-bit load (4 words)
-inline constexpr uint32_t kMagicF16x2 = 0x64006400u;  // half2(1024, 1024)
+// kMagicF16x2 = half2(1024, 1024) and and_or (lop3) live in kernels/layout/hd.h.
 
 // A GPTQ 4-bit linear as stored in the checkpoint (HF orientation: y = W x, W[N][K]).
 struct GptqTensors {
@@ -101,18 +101,6 @@ SLM_HD uint32_t gptq_shuffle_word(uint32_t plain) {  // plain: value j at bits 4
   return w;
 }
 SLM_HD int64_t gptq_fast_group(int64_t kpos, int group_size) { return kpos / group_size; }
-
-// (a & b) | c in one instruction on the GPU (lop3 with truth table 0xEA: for the canonical
-// inputs a = 0xF0, b = 0xCC, c = 0xAA, (0xF0 & 0xCC) | 0xAA = 0xEA).
-SLM_HD uint32_t and_or(uint32_t a, uint32_t b, uint32_t c) {
-#if defined(__CUDA_ARCH__)
-  uint32_t d;
-  asm("lop3.b32 %0, %1, %2, %3, 0xEA;" : "=r"(d) : "r"(a), "r"(b), "r"(c));
-  return d;
-#else
-  return (a & b) | c;
-#endif
-}
 
 // The four half2 bit patterns of a shuffled word (see the header comment): h[0] = (1024+q0,
 // 1024+q1), h[1] = (1024+16q2, 1024+16q3), h[2] = (1024+q4, 1024+q5), h[3] = (1024+16q6,
