@@ -5,7 +5,10 @@
 //  * the dp4a dot product of one unit with a Q8_1 activation block (llama.cpp MMVQ scheme,
 //    kernels.md §3.2): integer dot of the codes, offsets/mins folded in once per unit through the
 //    activation block's stored s = d * sum(q);
-//  * the Q8_1 activation quantizer's arithmetic (host mirror of the warp-parallel kernel).
+//  * the Q8_1 activation quantizer's arithmetic (host mirror of the warp-parallel kernel);
+//  * the dequantize-in-register FP16 path (gguf_f16_gemv): a unit's codes as half2 pairs of
+//    consecutive elements built with byte_perm / lop3 magic-number bit tricks, and the FP32
+//    factors they are scaled by.
 #pragma once
 #include <cstdint>
 
@@ -132,6 +135,129 @@ SLM_HD float gguf_unit_dot_q8_1(uint32_t type, const uint8_t* blk, int u, const 
   // sum (d sc q - dmin mn) d_x qx = d sc d_x sumi - dmin mn s
   return h2f(load_u16(blk)) * float(sc) * dx * float(sumi) -
          h2f(load_u16(blk + 2)) * float(mn) * sx;
+}
+
+// ---- dequantize-in-register FP16 (gguf_f16_gemv) ----
+//
+// Pair p (0..15) of unit u is the half2 of elements (2p, 2p+1) -- the order of an activation
+// half2 -- holding c * 2^-s exactly, where c = code - offset is the block's integer code and s a
+// per-type shift that puts |c * 2^-s| <= 1:
+//
+//   type   code q (stored)        c = q - offset     s   magic (fp16 2^(10-s))  subtrahend
+//   Q4_0   nibble 0..15           q - 8              3   0x5800 = 128           0x5808 = 129
+//   Q8_0   int8 -128..127, ^0x80  (q + 128) - 128    7   0x4800 = 8             0x4880 = 9
+//   Q4_K   nibble 0..15           q (min separate)   4   0x5400 = 64            0x5400 = 64
+//   Q6_K   6-bit 0..63            q - 32             5   0x5000 = 32            0x5020 = 33
+//
+// The magic is the gptq trick moved to another exponent: fp16 2^(10-s) has mantissa ulp 2^-s,
+// so OR-ing an unsigned code v < 1024 into the 10 mantissa bits gives the half 2^(10-s) + v 2^-s
+// with no conversion instruction; subtracting the subtrahend 2^(10-s) + offset 2^-s (the magic
+// with the offset OR-ed in) in half2 is exact (both operands lie in [2^(10-s), 2^(11-s)), so the
+// difference is exact by Sterbenz and is a multiple of 2^-s below 1 in magnitude).
+// Why the scaled codes rather than the integer (1024 + q) form: the kernel multiplies codes by
+// the FP16 activations and sums 4 products per half lane in half precision; with |c 2^-s| <= 1
+// that sum stays below 4 max|x|, so it cannot overflow (65504) unless an activation exceeds
+// 16376, where integer Q8_0 codes (|c| <= 128) would overflow above |x| = 128 -- within reach of
+// Llama's outlier activations. The scale multiply then absorbs 2^s (exact in FP32).
+SLM_HD constexpr int gguf_f16_shift(uint32_t type) {
+  return type == uint32_t(QType::Q4_0)   ? 3
+         : type == uint32_t(QType::Q8_0) ? 7
+         : type == uint32_t(QType::Q4_K) ? 4
+                                         : 5;
+}
+// half2(2^(10-s), 2^(10-s)): exponent field 25 - s, empty mantissa.
+SLM_HD constexpr uint32_t gguf_f16_magic(uint32_t type) {
+  return uint32_t(25 - gguf_f16_shift(type)) * 0x04000400u;
+}
+// The unsigned-code offset (Q8_0's codes are biased by 128 with the xor) OR-ed into the magic.
+SLM_HD constexpr uint32_t gguf_f16_subtrahend(uint32_t type) {
+  const uint32_t off = type == uint32_t(QType::Q4_0)   ? 8u
+                       : type == uint32_t(QType::Q8_0) ? 128u
+                       : type == uint32_t(QType::Q4_K) ? 0u
+                                                       : 32u;
+  return gguf_f16_magic(type) | (off * 0x00010001u);
+}
+
+// The 8 code words of unit u: word i holds the codes of elements 4i..4i+3, one per byte, in the
+// low bits of the byte (4-bit types leave another element's nibble above them; the decode masks
+// it). Loads: Q4_0 / Q8_0 (18- and 34-byte blocks, 2-byte aligned) and Q6_K (210 bytes) with
+// 16-bit loads; Q4_K's 32-byte chunk of qs is 16-byte aligned inside its 144-byte block (the
+// block rows start at multiples of 144 from a 256-byte aligned buffer), so two 128-bit loads.
+SLM_HD void gguf_f16_unit_words(uint32_t type, const uint8_t* blk, int u, uint32_t cw[8]) {
+  if (type == uint32_t(QType::Q4_0)) {
+    // qs word j carries elements 4j..4j+3 in its low nibbles and 16+4j.. in its high nibbles.
+    for (int j = 0; j < 4; ++j) {
+      const uint32_t w = load_u32_a2(blk + 2 + 4 * j);
+      cw[j] = w;
+      cw[j + 4] = w >> 4;
+    }
+  } else if (type == uint32_t(QType::Q8_0)) {
+    for (int i = 0; i < 8; ++i) cw[i] = load_u32_a2(blk + 2 + 4 * i);
+  } else if (type == uint32_t(QType::Q4_K)) {
+    // Sub-block u: chunk u/2 of qs, low nibbles for even u, high for odd.
+    const uint8_t* qs = blk + 16 + 32 * (u >> 1);
+    load_u32x4_a16(qs, cw);
+    load_u32x4_a16(qs + 16, cw + 4);
+    const int shift = 4 * (u & 1);
+    for (int i = 0; i < 8; ++i) cw[i] >>= shift;
+  } else {
+    for (int i = 0; i < 8; ++i) cw[i] = q6k_word(blk, u, i);
+  }
+}
+
+// Code word -> the two half2 magic patterns h[0] = elements (4i, 4i+1), h[1] = (4i+2, 4i+3),
+// each lane magic + v 2^-s for the unsigned code v (before the subtrahend). Pure integer bit
+// operations: prmt places bytes 0,1 (or 2,3) of the word in the two lanes' low bytes -- for the
+// byte-wide codes it also fills the lanes' high bytes with the magic's exponent byte, so one
+// prmt is the whole decode; 4-bit codes then take one lop3 (mask the nibble, OR the magic).
+SLM_HD void gguf_f16_magic_pair(uint32_t type, uint32_t cw, uint32_t h[2]) {
+  constexpr uint32_t kSel0 = 0x4140u, kSel1 = 0x4342u;  // {b0, y0, b1, y0}, {b2, y0, b3, y0}
+  const uint32_t magic = gguf_f16_magic(type);
+  if (type == uint32_t(QType::Q4_0) || type == uint32_t(QType::Q4_K)) {
+    h[0] = and_or(byte_perm(cw, 0u, kSel0), 0x000F000Fu, magic);
+    h[1] = and_or(byte_perm(cw, 0u, kSel1), 0x000F000Fu, magic);
+  } else {
+    // Q8_0: xor 0x80 maps int8 q to the unsigned q + 128 (0..255); Q6_K codes are 0..63 already.
+    const uint32_t v = type == uint32_t(QType::Q8_0) ? cw ^ 0x80808080u : cw;
+    const uint32_t exp_bytes = (magic >> 8 & 0xFFu) * 0x01010101u;
+    h[0] = byte_perm(v, exp_bytes, kSel0);
+    h[1] = byte_perm(v, exp_bytes, kSel1);
+  }
+}
+
+// half2 bits of c * 2^-s for elements (2p, 2p+1) of unit u: what the kernel multiplies with the
+// activation half2 of those elements (the kernel decodes all 16 pairs of a unit from one
+// gguf_f16_unit_words call; this per-pair form is for the CPU emulation test).
+SLM_HD uint32_t gguf_unit_codes_h2(uint32_t type, const uint8_t* blk, int u, int p) {
+  uint32_t cw[8];
+  gguf_f16_unit_words(type, blk, u, cw);
+  uint32_t h[2];
+  gguf_f16_magic_pair(type, cw[p >> 1], h);
+  return hsub2_bits(h[p & 1], gguf_f16_subtrahend(type));
+}
+
+// The FP32 factors of unit u: element e's weight is sc[e / 16] * (c 2^-s) - mn. sc absorbs 2^s;
+// every product here is exact in float (d has 11 significant bits, Q4_K's sc 6, Q6_K's |scale|
+// at most 7, 2^s none), so sc * (c 2^-s) is exactly the d * scale * c of dequantize_row, and for
+// Q4_K the one rounding left is the subtraction of mn = dmin * m, as in dequantize_row.
+// sc[0] == sc[1] except for Q6_K (two 16-element scales per unit); mn = 0 except for Q4_K.
+SLM_HD void gguf_f16_unit_scales(uint32_t type, const uint8_t* blk, int u, float sc[2], float& mn) {
+  const float p2s = float(1 << gguf_f16_shift(type));
+  mn = 0.0f;
+  if (type == uint32_t(QType::Q6_K)) {
+    const float d = h2f(load_u16(blk + 208));
+    sc[0] = d * float(q6k_scale(blk, u, 0)) * p2s;
+    sc[1] = d * float(q6k_scale(blk, u, 1)) * p2s;
+    return;
+  }
+  if (type == uint32_t(QType::Q4_K)) {
+    int s, m;
+    q4k_scale_min(u, blk + 4, s, m);
+    sc[0] = sc[1] = h2f(load_u16(blk)) * float(s) * p2s;
+    mn = h2f(load_u16(blk + 2)) * float(m);
+    return;
+  }
+  sc[0] = sc[1] = h2f(load_u16(blk)) * p2s;  // Q4_0, Q8_0: d at offset 0
 }
 
 // Q8_1 quantization of 32 fp16 activations, the arithmetic the GPU's warp version performs:

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <numeric>
 #include <random>
 #include <vector>
@@ -316,4 +317,138 @@ TEST_CASE("layout: gguf unit decode and dp4a unit dot match the scalar reference
         CHECK(std::fabs(got - ref[size_t(i * n + r)]) <= bound + 1e-30);
       }
   }
+}
+
+TEST_CASE("layout: byte_perm and hsub2_bits host spellings: hand-computed values") {
+  // prmt default mode: result byte i = pool byte (s >> 4i) & 7, pool = {y:x}.
+  CHECK(byte_perm(0x33221100u, 0x77665544u, 0x4140u) == 0x44114400u);
+  CHECK(byte_perm(0x33221100u, 0x77665544u, 0x4342u) == 0x44334422u);
+  CHECK(byte_perm(0x33221100u, 0x77665544u, 0x7654u) == 0x7766u * 0x10000u + 0x5544u);
+  // half2 (129, 9) - (128, 8) = (1, 1); (8, 1024) - (9, 1032) = (-1, -8).
+  CHECK(hsub2_bits(0x48805808u, 0x48005800u) == 0x3C003C00u);
+  CHECK(hsub2_bits(0x64004800u, 0x64084880u) == 0xC800BC00u);
+}
+
+namespace {
+
+// A random GGUF block of `t`: every byte random (so every code value occurs), the fp16 super /
+// block scales set to random finite values of either sign; Q4_K's 6-bit (scale, min) pairs and
+// Q6_K's int8 scales stay random bytes.
+std::vector<uint8_t> random_gguf_blocks(QType t, int nblocks, std::mt19937& rng) {
+  const int bb = gguf_block_bytes(uint32_t(t));
+  std::vector<uint8_t> w(size_t(nblocks) * size_t(bb));
+  for (auto& b : w) b = uint8_t(rng());
+  std::uniform_real_distribution<float> mag(1e-3f, 2.0f);
+  auto put_half = [&](uint8_t* p) {
+    const uint16_t h = f32_to_fp16((rng() & 1 ? -1.0f : 1.0f) * mag(rng));
+    std::memcpy(p, &h, 2);
+  };
+  for (int b = 0; b < nblocks; ++b) {
+    uint8_t* blk = w.data() + size_t(b) * size_t(bb);
+    put_half(blk + (t == QType::Q6_K ? 208 : 0));  // d
+    if (t == QType::Q4_K) put_half(blk + 2);       // dmin
+  }
+  return w;
+}
+
+}  // namespace
+
+TEST_CASE("layout: gguf FP16 in-register decode: every pair of every unit equals dequantize_row") {
+  // For each type, random blocks; every element e of every unit u is decoded the way
+  // gguf_f16_gemv does it (gguf_unit_codes_h2: code words, prmt/lop3 magic, HSUB2 mirror) and
+  // must be (a) the canonical half of an integer code c times 2^-s inside the type's code range,
+  // (b) such that scale * (c 2^-s) - min reproduces slm::dequantize_row's value exactly, with the
+  // scale and min taken from the block fields here (not from the helper under test), and (c) the
+  // FP32 factors of gguf_f16_unit_scales must be those scale/min values.
+  const uint32_t fixed_seed = 20240611u;
+  const uint32_t fresh_seed = std::random_device{}();
+  for (uint32_t seed : {fixed_seed, fresh_seed}) {
+    CAPTURE(seed);
+    std::mt19937 rng(seed);
+    for (QType t : {QType::Q4_0, QType::Q8_0, QType::Q4_K, QType::Q6_K}) {
+      CAPTURE(qtype_name(t));
+      const uint32_t ty = uint32_t(t);
+      const int upb = gguf_units_per_block(ty);
+      const int bb = gguf_block_bytes(ty);
+      const int nblocks = upb == 1 ? 512 : 64;
+      const auto w = random_gguf_blocks(t, nblocks, rng);
+      const int64_t k = int64_t(nblocks) * upb * kUnitElems;
+      std::vector<float> deq(static_cast<size_t>(k));
+      dequantize_row(t, w.data(), deq.data(), k);
+
+      const int s = gguf_f16_shift(ty);
+      const int cmin = t == QType::Q4_0 ? -8 : t == QType::Q8_0 ? -128 : t == QType::Q4_K ? 0 : -32;
+      const int cmax = t == QType::Q4_0 ? 7 : t == QType::Q8_0 ? 127 : t == QType::Q4_K ? 15 : 31;
+      int64_t bad_code = 0, bad_value = 0, bad_scale = 0, informative = 0;
+      std::vector<int64_t> seen(size_t(cmax - cmin + 1), 0);
+      for (int b = 0; b < nblocks; ++b) {
+        const uint8_t* blk = w.data() + size_t(b) * size_t(bb);
+        for (int u = 0; u < upb; ++u) {
+          // Reference factors from the block fields (gguf.md §5): element weight = sc * c - mn.
+          float sc_ref[2], mn_ref = 0.0f;
+          if (t == QType::Q6_K) {
+            const float d = fp16_to_f32(load_u16(blk + 208));
+            for (int h = 0; h < 2; ++h) sc_ref[h] = d * float(int8_t(blk[192 + 2 * u + h]));
+          } else if (t == QType::Q4_K) {
+            int sc, mn;
+            q4k_scale_min(u, blk + 4, sc, mn);
+            sc_ref[0] = sc_ref[1] = fp16_to_f32(load_u16(blk)) * float(sc);
+            mn_ref = fp16_to_f32(load_u16(blk + 2)) * float(mn);
+          } else {
+            sc_ref[0] = sc_ref[1] = fp16_to_f32(load_u16(blk));
+          }
+          float sc_h[2], mn_h;
+          gguf_f16_unit_scales(ty, blk, u, sc_h, mn_h);
+          bad_scale += sc_h[0] != std::ldexp(sc_ref[0], s) || sc_h[1] != std::ldexp(sc_ref[1], s) ||
+                       mn_h != mn_ref;
+          for (int p = 0; p < kUnitElems / 2; ++p) {
+            const uint32_t bits = gguf_unit_codes_h2(ty, blk, u, p);
+            for (int lane = 0; lane < 2; ++lane) {
+              const int e = 2 * p + lane;
+              const uint16_t hb = uint16_t(bits >> (16 * lane));
+              const float v = fp16_to_f32(hb);  // c * 2^-s
+              const float cf = std::ldexp(v, s);
+              const int c = int(cf);
+              const bool code_ok = float(c) == cf && c >= cmin && c <= cmax &&
+                                   hb == f32_to_fp16(std::ldexp(float(c), -s));
+              bad_code += !code_ok;
+              if (code_ok) ++seen[size_t(c - cmin)];
+              const float expect = deq[size_t((int64_t(b) * upb + u) * kUnitElems + e)];
+              // sc * c is exact in float (d: 11 significant bits, scale <= 7, c <= 8), as in
+              // dequantize_row, whose only other rounding is Q4_K's subtraction of the min.
+              const float got = sc_ref[e / 16] * float(c) - mn_ref;
+              bad_value += got != expect;
+              informative += sc_ref[e / 16] != 0.0f;
+            }
+          }
+        }
+      }
+      CHECK(bad_code == 0);
+      CHECK(bad_value == 0);
+      CHECK(bad_scale == 0);
+      // Nearly every element has a nonzero scale (a zero scale says nothing about the code), and
+      // every code value of the type occurred.
+      CHECK(informative > k * 9 / 10);
+      CHECK(std::count(seen.begin(), seen.end(), int64_t(0)) == 0);
+    }
+  }
+}
+
+TEST_CASE("layout: gguf FP16 decode: hand-computed patterns") {
+  uint32_t h[2];
+  // Q4_0: low nibbles 0x0, 0xF, 0x8, 0x1 in bytes 0..3 (the high nibbles are other elements and
+  // must be masked off): magic 128 + v/8, i.e. mantissa bits = v.
+  gguf_f16_magic_pair(uint32_t(QType::Q4_0), 0x6158BFA0u, h);
+  CHECK(h[0] == 0x580F5800u);  // (128 + 0/8, 128 + 15/8)
+  CHECK(h[1] == 0x58015808u);  // (128 + 8/8, 128 + 1/8)
+  // Q8_0: int8 -128 and 127 -> biased 0 and 255: (8 + 0/128, 8 + 255/128); minus 9: (-1, 127/128).
+  gguf_f16_magic_pair(uint32_t(QType::Q8_0), 0x00007F80u, h);
+  CHECK(h[0] == 0x48FF4800u);
+  CHECK(hsub2_bits(h[0], gguf_f16_subtrahend(uint32_t(QType::Q8_0))) ==
+        (uint32_t(f32_to_fp16(127.0f / 128.0f)) << 16 | f32_to_fp16(-1.0f)));
+  // Q6_K: codes 0 and 63 -> (32 + 0/32 - 33, 32 + 63/32 - 33) = (-1, 31/32).
+  gguf_f16_magic_pair(uint32_t(QType::Q6_K), 0x0000003Fu << 8, h);
+  CHECK(hsub2_bits(h[0], gguf_f16_subtrahend(uint32_t(QType::Q6_K))) ==
+        (uint32_t(f32_to_fp16(31.0f / 32.0f)) << 16 | f32_to_fp16(-1.0f)));
+  CHECK(gguf_f16_magic(uint32_t(QType::Q4_K)) == 0x54005400u);  // 64
 }
