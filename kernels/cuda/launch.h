@@ -32,6 +32,10 @@ void launch_gptq8_dp4a(const Gptq8Dev& w, const BlockQ8_1* xq, __half* y, int64_
 void launch_quantize_q8_1(const __half* x, BlockQ8_1* xq, int64_t m, int64_t k, cudaStream_t s);
 void launch_gguf_dp4a(uint32_t type, const void* w, const BlockQ8_1* xq, __half* y, int64_t m,
                       int64_t n, int64_t k, cudaStream_t s);
+// Dequantize-in-register FP16 GEMV on the raw blocks and FP16 x (M = 1..kGemvMaxM); x must be
+// 16-byte aligned.
+void launch_gguf_f16_gemv(uint32_t type, const void* w, const __half* x, __half* y, int64_t m,
+                          int64_t n, int64_t k, cudaStream_t s);
 void launch_gguf_dequant(uint32_t type, const void* w, __half* out, int64_t n, int64_t k,
                          cudaStream_t s);
 

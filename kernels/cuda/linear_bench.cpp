@@ -313,6 +313,10 @@ int run(const Options& opt) {
           report(name, double(g.bytes), time_us(s, opt.runs, [&](int i) {
                    gguf_dp4a(g.t, g.w.at(i), X(i), y, m, n, k, ws_fused.get(), ws_fused.bytes(), s);
                  }));
+          std::snprintf(name, sizeof name, "gguf_%s_f16_gemv", g.name);
+          report(name, double(g.bytes), time_us(s, opt.runs, [&](int i) {
+                   gguf_f16_gemv(g.t, g.w.at(i), X(i), y, m, n, k, s);
+                 }));
         }
         std::snprintf(name, sizeof name, "gguf_%s_dequant_cublas", g.name);
         report(name, double(g.bytes), time_us(s, opt.runs, [&](int i) {

@@ -213,6 +213,22 @@ void gguf_dp4a(QType t, const void* w, const __half* x, __half* y, int64_t m, in
   gguf_dp4a_q8_1(t, w, xq, y, m, n, k, s);
 }
 
+void gguf_f16_gemv(QType t, const void* w, const __half* x, __half* y, int64_t m, int64_t n,
+                   int64_t k, cudaStream_t s) {
+  NvtxRange r("gguf_f16_gemv");
+  check_gguf(t, m, n, k);
+  SLM_CHECK(m <= kGemvMaxM, "gguf_f16_gemv: m={} exceeds {}", m, kGemvMaxM);
+  SLM_CHECK(w && x && y, "gguf_f16_gemv: null pointer");
+  // Q4_K's quants are read with 128-bit loads (16-byte aligned inside a block when the row
+  // starts so), the activations always.
+  SLM_CHECK(reinterpret_cast<uintptr_t>(x) % 16 == 0 &&
+                (t != QType::Q4_K || reinterpret_cast<uintptr_t>(w) % 16 == 0),
+            "gguf_f16_gemv: x ({}) and Q4_K weights ({}) must be 16-byte aligned", static_cast<const void*>(x),
+            w);
+  detail::launch_gguf_f16_gemv(uint32_t(t), w, x, y, m, n, k, s);
+  CUDA_CHECK_LAUNCH();
+}
+
 void gguf_dequantize_fp16(QType t, const void* w, __half* w_out, int64_t n, int64_t k,
                           cudaStream_t s) {
   NvtxRange r("gguf_dequantize_fp16");

@@ -11,6 +11,8 @@
 //   gptq_mma              (d) fused tensor-core GEMM (mma.sync), repacked layout, any M
 //   gptq8_dp4a            GPTQ 8-bit GEMV via dp4a on Q8_1 activations, M = 1..8 (gptq8 layout)
 //   gguf_dp4a             GGUF Q4_0/Q8_0/Q4_K/Q6_K GEMV via dp4a on Q8_1 activations, M = 1..8
+//   gguf_f16_gemv         GGUF Q4_0/Q8_0/Q4_K/Q6_K GEMV, codes dequantized in registers to half2 and
+//                         multiplied with the FP16 activations directly, M = 1..8
 //   gguf_dequant_cublas   GGUF dequantize to FP16, then fp16_cublas
 #pragma once
 #include <cublas_v2.h>
@@ -99,6 +101,10 @@ void gguf_dp4a(QType t, const void* w, const __half* x, __half* y, int64_t m, in
 // The GEMV alone on already-quantized activations.
 void gguf_dp4a_q8_1(QType t, const void* w, const BlockQ8_1* xq, __half* y, int64_t m, int64_t n,
                     int64_t k, cudaStream_t s);
+// Dequantize-in-register FP16 GEMV on the raw blocks (M <= kGemvMaxM): one launch, no
+// workspace; x must be 16-byte aligned (it is read as 128-bit loads).
+void gguf_f16_gemv(QType t, const void* w, const __half* x, __half* y, int64_t m, int64_t n,
+                   int64_t k, cudaStream_t s);
 void gguf_dequantize_fp16(QType t, const void* w, __half* w_out, int64_t n, int64_t k,
                           cudaStream_t s);
 size_t gguf_dequant_cublas_workspace_bytes(int64_t n, int64_t k);

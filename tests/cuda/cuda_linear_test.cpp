@@ -14,6 +14,18 @@
 //   relative to at most the sum of the magnitudes so far): + 4 u16
 //   tensor cores: FP16 products are exact in FP32, but the accumulation order/rounding inside an
 //   MMA is unspecified: 2 K u32.
+//   gguf_f16_gemv (dequantize in registers): no weight rounding -- the half codes (q - offset) 2^-s
+//   are exact and the FP32 factors d sc 2^s are exact products, so the code term of every weight
+//   is exact; each half2 chain sums L = 4 products per half lane (1 HMUL2 + 3 HFMA2, each a
+//   rounding relative to at most the chain's sum of magnitudes): + L u16 = 4 u16 relative to the
+//   magnitude B of the code terms. For Q4_K the code term d sc q and the min term dmin m can both
+//   exceed |w| (they cancel), so the bound uses B_c = sum_k |x_k d sc q_k| and
+//   B_m = sum_k |x_k| dmin m instead of A: 4 u16 B_c + 2 u16 B_m (the activation sums are
+//   (x0 + x1) + (x2 + x3) per half lane, two roundings deep) + (K + 17) u32 (B_c + B_m) (FP32
+//   arithmetic, fewer than K + 16 roundings deep, plus dequantize_row's own rounding of
+//   d sc q - dmin m in the reference); for the other types B_c = A and B_m = 0. Underflow: 2^-25
+//   per half rounding in code units, times the unit's factor (16 roundings per 16-element scale
+//   and 24 activation-sum roundings times dmin m per unit).
 // Paths that round weights or partial sums to FP16 can also underflow into the FP16 subnormal
 // range, where the rounding error is absolute (at most 2^-25): per weight one such rounding
 // (times |x|) and, in the GEMV, at most one per partial-sum step, so they add
@@ -342,4 +354,98 @@ TEST_CASE("cuda: GGUF dp4a and dequant paths vs the CPU reference") {
       CHECK(bad == 0);
     }
   }
+}
+
+TEST_CASE("cuda: GGUF f16 GEMV (dequantize in registers) vs the CPU reference") {
+  SLM_REQUIRE_CUDA();
+  std::mt19937 rng(13);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  struct Case {
+    QType t;
+    int64_t n, k;
+  };
+  for (const Case c : {Case{QType::Q4_0, 37, 352}, Case{QType::Q8_0, 70, 160}, Case{QType::Q4_K, 29, 512},
+                       Case{QType::Q4_K, 300, 2048}, Case{QType::Q6_K, 29, 512}, Case{QType::Q6_K, 300, 2048},
+                       Case{QType::Q4_0, 130, 2048}, Case{QType::Q8_0, 9, 1024}}) {
+    CAPTURE(qtype_name(c.t));
+    CAPTURE(c.n);
+    const uint32_t ty = uint32_t(c.t);
+    const size_t rb = row_bytes(c.t, c.k);
+    std::vector<float> wf(size_t(c.n * c.k));
+    for (auto& v : wf) v = 0.05f * nd(rng);
+    std::vector<uint8_t> w(rb * size_t(c.n));
+    for (int64_t r = 0; r < c.n; ++r) quantize_row(c.t, wf.data() + r * c.k, w.data() + size_t(r) * rb, c.k);
+    std::vector<float> wref(size_t(c.n * c.k));
+    for (int64_t r = 0; r < c.n; ++r) dequantize_row(c.t, w.data() + size_t(r) * rb, wref.data() + r * c.k, c.k);
+    auto wd = upload(w.data(), w.size());
+
+    // Per weight the magnitudes of its code term |sc c 2^-s| and its min term, per row the
+    // underflow allowance, from the host mirror of the kernel's decode (checked against
+    // dequantize_row in tests/kernels/layout_test.cpp).
+    const int64_t units = c.k / layout::kUnitElems;
+    const int upb = layout::gguf_units_per_block(ty);
+    const int bb = layout::gguf_block_bytes(ty);
+    std::vector<float> code_mag(size_t(c.n * c.k)), min_mag(size_t(c.n * c.k));
+    std::vector<double> uf_row(size_t(c.n), 0.0);
+    for (int64_t r = 0; r < c.n; ++r)
+      for (int64_t u = 0; u < units; ++u) {
+        const uint8_t* blk = w.data() + size_t(r) * rb + size_t(u / upb) * size_t(bb);
+        float sc[2], mn;
+        layout::gguf_f16_unit_scales(ty, blk, int(u % upb), sc, mn);
+        for (int p = 0; p < 16; ++p) {
+          const uint32_t bits = layout::gguf_unit_codes_h2(ty, blk, int(u % upb), p);
+          for (int lane = 0; lane < 2; ++lane) {
+            const int e = 2 * p + lane;
+            const size_t idx = size_t(r * c.k + u * 32 + e);
+            code_mag[idx] = std::fabs(sc[e / 16] * fp16_to_f32(uint16_t(bits >> (16 * lane))));
+            min_mag[idx] = mn;
+          }
+        }
+        uf_row[size_t(r)] += std::ldexp(16.0 * (std::fabs(sc[0]) + std::fabs(sc[1])) + 24.0 * mn, -25);
+      }
+
+    for (int64_t m : {1, 2, 3, 8}) {
+      CAPTURE(m);
+      auto xh = random_f16(size_t(m * c.k), rng);
+      if (m == 3) {
+        // Outlier activations: with |code 2^-s| <= 1 a 4-term half chain stays below 4 * 12000,
+        // where integer Q8_0 codes (|c| <= 128) would overflow FP16.
+        xh[7] = f32_to_fp16(8000.0f);
+        xh[size_t(c.k + 100)] = f32_to_fp16(-12000.0f);
+      }
+      auto xd = upload(xh.data(), xh.size() * 2);
+      DeviceBuffer yd(size_t(m * c.n) * 2);
+      std::vector<double> ref, mag;
+      reference(wref, xh, m, c.n, c.k, ref, mag);
+      std::vector<double> bmag(ref.size());
+      for (int64_t i = 0; i < m; ++i)
+        for (int64_t r = 0; r < c.n; ++r) {
+          double bc = 0, bm = 0;
+          for (int64_t kk = 0; kk < c.k; ++kk) {
+            const double ax = std::fabs(fp16_to_f32(xh[size_t(i * c.k + kk)]));
+            bc += ax * code_mag[size_t(r * c.k + kk)];
+            bm += ax * min_mag[size_t(r * c.k + kk)];
+          }
+          bmag[size_t(i * c.n + r)] =
+              4 * kU16 * bc + 2 * kU16 * bm + double(c.k + 17) * kU32 * (bc + bm) + uf_row[size_t(r)];
+        }
+      gguf_f16_gemv(c.t, wd.get(), xd.as<__half>(), yd.as<__half>(), m, c.n, c.k, nullptr);
+      check_outputs("gguf_f16_gemv", yd, ref, bmag, 1.0);
+    }
+  }
+}
+
+TEST_CASE("cuda: gguf_f16_gemv rejects bad arguments with slm::Error") {
+  SLM_REQUIRE_CUDA();
+  DeviceBuffer w(size_t(row_bytes(QType::Q4_K, 256)) * 8), x(256 * 9 * 2 + 16), y(8 * 9 * 2);
+  CHECK_NOTHROW(gguf_f16_gemv(QType::Q4_K, w.get(), x.as<__half>(), y.as<__half>(), 8, 8, 256, nullptr));
+  CHECK_THROWS_AS(gguf_f16_gemv(QType::Q4_K, w.get(), x.as<__half>(), y.as<__half>(), 9, 8, 256, nullptr),
+                  slm::Error);  // m > kGemvMaxM
+  CHECK_THROWS_AS(gguf_f16_gemv(QType::Q4_K, w.get(), x.as<__half>() + 1, y.as<__half>(), 1, 8, 256, nullptr),
+                  slm::Error);  // x not 16-byte aligned
+  CHECK_THROWS_AS(gguf_f16_gemv(QType::Q4_K, w.get(), x.as<__half>(), y.as<__half>(), 1, 8, 224, nullptr),
+                  slm::Error);  // k not a multiple of 256
+  CHECK_THROWS_AS(gguf_f16_gemv(QType::Q5_K, w.get(), x.as<__half>(), y.as<__half>(), 1, 8, 256, nullptr),
+                  slm::Error);  // type without a kernel
+  CUDA_CHECK(cudaDeviceSynchronize());
 }
