@@ -90,6 +90,14 @@ Isa detected_isa() {
   return d;
 }
 
+bool decode_prefetch() {
+  static const bool on = [] {
+    if (const char* e = std::getenv("SLM_PREFETCH"); e && *e) return std::string_view(e) != "0";
+    return detected_isa() == Isa::AVX512;
+  }();
+  return on;
+}
+
 bool cpu_has_avx512_bf16() { return detected_isa() == Isa::AVX512 && features().avx512bf16; }
 
 Isa active_isa() {

@@ -23,4 +23,11 @@ void set_isa(Isa isa);
 // Applies SLM_ISA from the environment if set (called by tools at start-up).
 void apply_isa_env();
 
+// Whether the decode GEMVs prefetch upcoming weight rows into L2 (gemv_rows8 in
+// kernels/cpu/linear_simd.inc). A property of the machine, not of the forced ISA: measured to
+// help on Zen 4 (AVX-512; Q8_0 8192x2048 at 2 threads 35 -> 47 GB/s) and to hurt on Zen 1
+// (AVX2 only; 1B Q8_0 tg32 4.6-4.9 -> 5.3-5.6 tok/s without it), so it is on when the CPU has
+// AVX-512 and off otherwise. SLM_PREFETCH=0|1 overrides (read once).
+bool decode_prefetch();
+
 }  // namespace slm::cpu
