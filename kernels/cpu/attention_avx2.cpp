@@ -41,7 +41,9 @@ inline __m256 hsum_8x8(const __m256* a) {
   const __m256 t0 = _mm256_hadd_ps(a[0], a[1]), t1 = _mm256_hadd_ps(a[2], a[3]);
   const __m256 t2 = _mm256_hadd_ps(a[4], a[5]), t3 = _mm256_hadd_ps(a[6], a[7]);
   const __m256 u0 = _mm256_hadd_ps(t0, t1), u1 = _mm256_hadd_ps(t2, t3);
-  return _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20), _mm256_permute2f128_ps(u0, u1, 0x31));
+  // [u0.lo, u1.lo] + [u0.hi, u1.hi] with insert/extract: vperm2f128 is 8 uops on Zen 1.
+  return _mm256_add_ps(_mm256_insertf128_ps(u0, _mm256_castps256_ps128(u1), 1),
+                       _mm256_insertf128_ps(u1, _mm256_extractf128_ps(u0, 1), 0));
 }
 
 template <KvType T>
