@@ -185,16 +185,9 @@ void dp4a_for_type(const void* w, const BlockQ8_1* xq, __half* y, int64_t m, int
   const unsigned grid = blocks_for(n, kDp4aWarps);
   const int64_t rb = gguf_row_bytes(kType, k);
   constexpr int T = kDp4aWarps * 32;
-  switch (m) {
-    case 1: gguf_dp4a_kernel<kType, 1><<<grid, T, 0, s>>>(wb, xq, y, n, k, rb); break;
-    case 2: gguf_dp4a_kernel<kType, 2><<<grid, T, 0, s>>>(wb, xq, y, n, k, rb); break;
-    case 3: gguf_dp4a_kernel<kType, 3><<<grid, T, 0, s>>>(wb, xq, y, n, k, rb); break;
-    case 4: gguf_dp4a_kernel<kType, 4><<<grid, T, 0, s>>>(wb, xq, y, n, k, rb); break;
-    case 5: gguf_dp4a_kernel<kType, 5><<<grid, T, 0, s>>>(wb, xq, y, n, k, rb); break;
-    case 6: gguf_dp4a_kernel<kType, 6><<<grid, T, 0, s>>>(wb, xq, y, n, k, rb); break;
-    case 7: gguf_dp4a_kernel<kType, 7><<<grid, T, 0, s>>>(wb, xq, y, n, k, rb); break;
-    default: gguf_dp4a_kernel<kType, 8><<<grid, T, 0, s>>>(wb, xq, y, n, k, rb); break;
-  }
+  with_rows_m8(m, [&](auto M) {
+    gguf_dp4a_kernel<kType, decltype(M)::value><<<grid, T, 0, s>>>(wb, xq, y, n, k, rb);
+  });
 }
 
 template <uint32_t kType>
@@ -204,16 +197,9 @@ void f16_gemv_for_type(const void* w, const __half* x, __half* y, int64_t m, int
   const unsigned grid = blocks_for(n, kF16Warps);
   const int64_t rb = gguf_row_bytes(kType, k);
   constexpr int T = kF16Warps * 32;
-  switch (m) {
-    case 1: gguf_f16_gemv_kernel<kType, 1><<<grid, T, 0, s>>>(wb, x, y, n, k, rb); break;
-    case 2: gguf_f16_gemv_kernel<kType, 2><<<grid, T, 0, s>>>(wb, x, y, n, k, rb); break;
-    case 3: gguf_f16_gemv_kernel<kType, 3><<<grid, T, 0, s>>>(wb, x, y, n, k, rb); break;
-    case 4: gguf_f16_gemv_kernel<kType, 4><<<grid, T, 0, s>>>(wb, x, y, n, k, rb); break;
-    case 5: gguf_f16_gemv_kernel<kType, 5><<<grid, T, 0, s>>>(wb, x, y, n, k, rb); break;
-    case 6: gguf_f16_gemv_kernel<kType, 6><<<grid, T, 0, s>>>(wb, x, y, n, k, rb); break;
-    case 7: gguf_f16_gemv_kernel<kType, 7><<<grid, T, 0, s>>>(wb, x, y, n, k, rb); break;
-    default: gguf_f16_gemv_kernel<kType, 8><<<grid, T, 0, s>>>(wb, x, y, n, k, rb); break;
-  }
+  with_rows_m8(m, [&](auto M) {
+    gguf_f16_gemv_kernel<kType, decltype(M)::value><<<grid, T, 0, s>>>(wb, x, y, n, k, rb);
+  });
 }
 
 }  // namespace

@@ -433,16 +433,9 @@ void launch_gptq_gemv(const GptqFastDev& w, const __half* x, __half* y, int64_t 
                       int split, cudaStream_t s) {
   const int64_t nchunks = w.k / kGptqChunkK;
   const int64_t per = (nchunks + split - 1) / split;
-  switch (m) {
-    case 1: launch_gemv<1>(w, x, y, partial, split, per, s); break;
-    case 2: launch_gemv<2>(w, x, y, partial, split, per, s); break;
-    case 3: launch_gemv<3>(w, x, y, partial, split, per, s); break;
-    case 4: launch_gemv<4>(w, x, y, partial, split, per, s); break;
-    case 5: launch_gemv<5>(w, x, y, partial, split, per, s); break;
-    case 6: launch_gemv<6>(w, x, y, partial, split, per, s); break;
-    case 7: launch_gemv<7>(w, x, y, partial, split, per, s); break;
-    default: launch_gemv<8>(w, x, y, partial, split, per, s); break;
-  }
+  with_rows_m8(m, [&](auto M) {
+    launch_gemv<decltype(M)::value>(w, x, y, partial, split, per, s);
+  });
 }
 
 void launch_splitk_reduce(const float* partial, __half* y, int64_t mn, int splits, cudaStream_t s) {

@@ -52,16 +52,9 @@ __global__ void __launch_bounds__(kGptq8Warps * 32)
 void launch_gptq8_dp4a(const Gptq8Dev& w, const BlockQ8_1* xq, __half* y, int64_t m, cudaStream_t s) {
   const unsigned grid = unsigned((w.n + kGptq8Warps - 1) / kGptq8Warps);
   constexpr int T = kGptq8Warps * 32;
-  switch (m) {
-    case 1: gptq8_dp4a_kernel<1><<<grid, T, 0, s>>>(w, xq, y); break;
-    case 2: gptq8_dp4a_kernel<2><<<grid, T, 0, s>>>(w, xq, y); break;
-    case 3: gptq8_dp4a_kernel<3><<<grid, T, 0, s>>>(w, xq, y); break;
-    case 4: gptq8_dp4a_kernel<4><<<grid, T, 0, s>>>(w, xq, y); break;
-    case 5: gptq8_dp4a_kernel<5><<<grid, T, 0, s>>>(w, xq, y); break;
-    case 6: gptq8_dp4a_kernel<6><<<grid, T, 0, s>>>(w, xq, y); break;
-    case 7: gptq8_dp4a_kernel<7><<<grid, T, 0, s>>>(w, xq, y); break;
-    default: gptq8_dp4a_kernel<8><<<grid, T, 0, s>>>(w, xq, y); break;
-  }
+  with_rows_m8(m, [&](auto M) {
+    gptq8_dp4a_kernel<decltype(M)::value><<<grid, T, 0, s>>>(w, xq, y);
+  });
 }
 
 }  // namespace slm::cuda::detail

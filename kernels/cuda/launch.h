@@ -6,11 +6,29 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <type_traits>
 
 #include "kernels/cuda/weights.h"
 #include "kernels/quant/blocks.h"
 
 namespace slm::cuda::detail {
+
+// The GEMV kernels are templated on the activation row count M (1..8: accumulators in
+// registers). Calls f(std::integral_constant<int, M>{}) with M = m, m > 8 clamped to 8 (callers
+// check m), so each launcher names its kernel once: f launches kernel<decltype(M)::value>.
+template <class F>
+void with_rows_m8(int64_t m, F&& f) {
+  switch (m) {
+    case 1: f(std::integral_constant<int, 1>{}); break;
+    case 2: f(std::integral_constant<int, 2>{}); break;
+    case 3: f(std::integral_constant<int, 3>{}); break;
+    case 4: f(std::integral_constant<int, 4>{}); break;
+    case 5: f(std::integral_constant<int, 5>{}); break;
+    case 6: f(std::integral_constant<int, 6>{}); break;
+    case 7: f(std::integral_constant<int, 7>{}); break;
+    default: f(std::integral_constant<int, 8>{}); break;
+  }
+}
 
 // gptq.cu
 inline constexpr int kGemvOutputsPerBlockHost = 16;  // = kGemvWarps * kGemvRows in gptq.cu
