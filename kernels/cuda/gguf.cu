@@ -60,11 +60,7 @@ __global__ void __launch_bounds__(kDp4aWarps * 32)
     for (int m = 0; m < M; ++m)
       acc[m] += layout::gguf_unit_dot_q8_1(kType, blk, int(u % upb), xq + m * units + u);
   }
-#pragma unroll
-  for (int m = 0; m < M; ++m) {
-    const float v = ptx::warp_sum(acc[m]);
-    if (lane == m) y[m * n + row] = __float2half_rn(v);
-  }
+  ptx::warp_store_rows(acc, y, n, row, lane);
 }
 
 // Dequantize-in-register FP16 GEMV: same grid as the dp4a kernel (one warp per weight row, lanes
@@ -140,11 +136,7 @@ __global__ void __launch_bounds__(kF16Warps * 32)
       if constexpr (kMin) acc[m] = fmaf(-mn, sx, acc[m]);
     }
   }
-#pragma unroll
-  for (int m = 0; m < M; ++m) {
-    const float v = ptx::warp_sum(acc[m]);
-    if (lane == m) y[m * n + row] = __float2half_rn(v);
-  }
+  ptx::warp_store_rows(acc, y, n, row, lane);
 }
 
 // One thread per 32-element unit, 32 FP16 results written as 4 x 16 bytes.

@@ -40,11 +40,7 @@ __global__ void __launch_bounds__(kGptq8Warps * 32)
 #pragma unroll
     for (int m = 0; m < M; ++m) acc[m] += layout::gptq8_unit_dot_q8_1(words, s, o, xq + m * units + u);
   }
-#pragma unroll
-  for (int m = 0; m < M; ++m) {
-    const float v = ptx::warp_sum(acc[m]);
-    if (lane == m) y[m * w.n + row] = __float2half_rn(v);
-  }
+  ptx::warp_store_rows(acc, y, w.n, row, lane);
 }
 
 }  // namespace

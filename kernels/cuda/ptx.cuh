@@ -32,6 +32,18 @@ __device__ __forceinline__ int warp_sum(int v) {
   for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(0xffffffffu, v, off);
   return v;
 }
+
+// Epilogue of the one-warp-per-output-row GEMVs: lane m writes the warp's sum of acc[m] as row
+// `row` of output m (y is [M][n]), rounded to FP16 once.
+template <int M>
+__device__ __forceinline__ void warp_store_rows(const float (&acc)[M], __half* y, int64_t n,
+                                                int64_t row, int lane) {
+#pragma unroll
+  for (int m = 0; m < M; ++m) {
+    const float v = warp_sum(acc[m]);
+    if (lane == m) y[m * n + row] = __float2half_rn(v);
+  }
+}
 __device__ __forceinline__ float warp_max(float v) {
 #pragma unroll
   for (int off = 16; off > 0; off >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, off));

@@ -71,6 +71,27 @@ DeviceBuffer upload(const void* p, size_t bytes) {
   return b;
 }
 
+// Random GGUF weights of type t, n rows of k (Gaussian values times 0.05, quantized): the raw
+// rows, their dequantized floats (the reference) and a device copy of the raw rows.
+struct GgufRandom {
+  size_t rb;  // bytes per row
+  std::vector<uint8_t> w;
+  std::vector<float> wref;
+  DeviceBuffer wd;
+};
+GgufRandom random_gguf(QType t, int64_t n, int64_t k, std::mt19937& rng) {
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  const size_t rb = row_bytes(t, k);
+  std::vector<float> wf(size_t(n * k));
+  for (auto& v : wf) v = 0.05f * nd(rng);
+  std::vector<uint8_t> w(rb * size_t(n));
+  for (int64_t r = 0; r < n; ++r) quantize_row(t, wf.data() + r * k, w.data() + size_t(r) * rb, k);
+  std::vector<float> wref(size_t(n * k));
+  for (int64_t r = 0; r < n; ++r) dequantize_row(t, w.data() + size_t(r) * rb, wref.data() + r * k, k);
+  DeviceBuffer wd = upload(w.data(), w.size());
+  return GgufRandom{rb, std::move(w), std::move(wref), std::move(wd)};
+}
+
 // y*[m][n] and A[m][n] from float weights W[n][k] and fp16 activations.
 void reference(const std::vector<float>& w, const std::vector<uint16_t>& x, int64_t m, int64_t n,
                int64_t k, std::vector<double>& y, std::vector<double>& mag) {
@@ -255,7 +276,6 @@ TEST_CASE("cuda: GPTQ kernels reject bad arguments with slm::Error") {
 TEST_CASE("cuda: GGUF dp4a and dequant paths vs the CPU reference") {
   SLM_REQUIRE_CUDA();
   std::mt19937 rng(11);
-  std::normal_distribution<float> nd(0.0f, 1.0f);
   CublasHandle h;
   struct Case {
     QType t;
@@ -265,14 +285,11 @@ TEST_CASE("cuda: GGUF dp4a and dequant paths vs the CPU reference") {
                        Case{QType::Q4_K, 300, 2048}, Case{QType::Q6_K, 29, 512}, Case{QType::Q6_K, 300, 2048}}) {
     CAPTURE(qtype_name(c.t));
     CAPTURE(c.n);
-    const size_t rb = row_bytes(c.t, c.k);
-    std::vector<float> wf(size_t(c.n * c.k));
-    for (auto& v : wf) v = 0.05f * nd(rng);
-    std::vector<uint8_t> w(rb * size_t(c.n));
-    for (int64_t r = 0; r < c.n; ++r) quantize_row(c.t, wf.data() + r * c.k, w.data() + size_t(r) * rb, c.k);
-    std::vector<float> wref(size_t(c.n * c.k));
-    for (int64_t r = 0; r < c.n; ++r) dequantize_row(c.t, w.data() + size_t(r) * rb, wref.data() + r * c.k, c.k);
-    auto wd = upload(w.data(), w.size());
+    const GgufRandom g = random_gguf(c.t, c.n, c.k, rng);
+    const size_t rb = g.rb;
+    const std::vector<uint8_t>& w = g.w;
+    const std::vector<float>& wref = g.wref;
+    const DeviceBuffer& wd = g.wd;
 
     {  // dequantize-to-FP16 kernel: exactly the rounded reference
       DeviceBuffer fd(size_t(c.n * c.k) * 2);
@@ -359,7 +376,6 @@ TEST_CASE("cuda: GGUF dp4a and dequant paths vs the CPU reference") {
 TEST_CASE("cuda: GGUF f16 GEMV (dequantize in registers) vs the CPU reference") {
   SLM_REQUIRE_CUDA();
   std::mt19937 rng(13);
-  std::normal_distribution<float> nd(0.0f, 1.0f);
   struct Case {
     QType t;
     int64_t n, k;
@@ -370,14 +386,11 @@ TEST_CASE("cuda: GGUF f16 GEMV (dequantize in registers) vs the CPU reference") 
     CAPTURE(qtype_name(c.t));
     CAPTURE(c.n);
     const uint32_t ty = uint32_t(c.t);
-    const size_t rb = row_bytes(c.t, c.k);
-    std::vector<float> wf(size_t(c.n * c.k));
-    for (auto& v : wf) v = 0.05f * nd(rng);
-    std::vector<uint8_t> w(rb * size_t(c.n));
-    for (int64_t r = 0; r < c.n; ++r) quantize_row(c.t, wf.data() + r * c.k, w.data() + size_t(r) * rb, c.k);
-    std::vector<float> wref(size_t(c.n * c.k));
-    for (int64_t r = 0; r < c.n; ++r) dequantize_row(c.t, w.data() + size_t(r) * rb, wref.data() + r * c.k, c.k);
-    auto wd = upload(w.data(), w.size());
+    const GgufRandom g = random_gguf(c.t, c.n, c.k, rng);
+    const size_t rb = g.rb;
+    const std::vector<uint8_t>& w = g.w;
+    const std::vector<float>& wref = g.wref;
+    const DeviceBuffer& wd = g.wd;
 
     // Per weight the magnitudes of its code term |sc c 2^-s| and its min term, per row the
     // underflow allowance, from the host mirror of the kernel's decode (checked against
