@@ -44,6 +44,7 @@ __device__ __forceinline__ void warp_store_rows(const float (&acc)[M], __half* y
     if (lane == m) y[m * n + row] = __float2half_rn(v);
   }
 }
+
 __device__ __forceinline__ float warp_max(float v) {
 #pragma unroll
   for (int off = 16; off > 0; off >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, off));
