@@ -94,6 +94,8 @@ struct CudaSession::Impl {
 
   CudaMemoryPlan plan;
   cuda::DeviceBuffer x, xb, q, k, v, att, y, g, u, logits_h, logits_f, io, rope, kc, vc, partial, ws, cublas_ws;
+  cuda::DeviceBuffer sample_ws;  // candidates of sample_last's first pass
+  int sample_blocks = 1;
   int32_t* h_io = nullptr;     // pinned: token ids [max_batch], position, argmax result
   float* h_logits = nullptr;   // pinned: [max_batch][n_vocab]
   int64_t last_row = 0;        // row of logits_f holding the latest last-token logits
@@ -362,6 +364,8 @@ CudaSession::CudaSession(const Model& model, const CudaSessionOptions& opts)
   SLM_CHECK(I.ws.bytes() >= cuda::gguf_dp4a_workspace_bytes(cuda::kGemvMaxM, int64_t(std::max({dim, hid, qd}))),
             "cuda: matrix workspace plan too small");
   I.cublas_ws = cuda::DeviceBuffer(I.plan.cublas_workspace);
+  I.sample_blocks = layout::sample_blocks(int64_t(V), I.sm_count);
+  I.sample_ws = cuda::DeviceBuffer(cuda::ops::sample_workspace_bytes(I.sample_blocks));
   // A fixed cuBLAS workspace keeps cuBLAS from allocating while the decode graph is captured;
   // it must follow cublasSetStream, which resets the workspace to cuBLAS's default pool.
   CUBLAS_CHECK(cublasSetStream(I.cublas->get(), I.stream));
@@ -508,13 +512,36 @@ int32_t CudaSession::argmax_last() {
   return I.h_io[opts_.max_batch + 1];
 }
 
+int32_t CudaSession::sample_last(const SamplerParams& p, double u) {
+  SLM_CHECK(p.repeat_penalty == 1.f || p.repeat_last_n == 0,
+            "cuda: sample_last applies no repetition penalty (it has no history); sample on the host instead");
+  if (p.temperature <= 0.f) return argmax_last();
+  // Sampler's own parameter checks, plus the device's top-k range.
+  SLM_CHECK(std::isfinite(p.temperature), "temperature must be a finite number");
+  SLM_CHECK(p.top_p > 0.f && std::isfinite(p.top_p), "top-p must be > 0 (1 or more disables it)");
+  SLM_CHECK(p.min_p >= 0.f && p.min_p <= 1.f, "min-p must be in [0, 1]");
+  SLM_CHECK(p.top_k >= 1 && p.top_k <= layout::kSampleMaxTopK,
+            "cuda: sample_last needs top-k in [1, {}] (got {}); sample on the host instead", layout::kSampleMaxTopK,
+            p.top_k);
+  SLM_CHECK(u >= 0.0 && u < 1.0, "sample_last: the uniform draw {} is outside [0, 1)", u);
+  Impl& I = *impl_;
+  const int64_t V = model_.config().n_vocab;
+  int32_t* d_out = I.io.as<int32_t>() + opts_.max_batch + 1;
+  const layout::SampleConfig c{p.top_k, p.temperature, p.top_p, p.min_p};
+  CUDA_CHECK(cuda::ops::sample_top_k(I.logits_f.as<float>() + I.last_row * V, V, c, u, I.sample_blocks,
+                                     I.sample_ws.get(), d_out, I.stream));
+  CUDA_CHECK(cudaMemcpyAsync(I.h_io + opts_.max_batch + 1, d_out, 4, cudaMemcpyDeviceToHost, I.stream));
+  CUDA_CHECK(cudaStreamSynchronize(I.stream));
+  return I.h_io[opts_.max_batch + 1];
+}
+
 CudaMemoryReport CudaSession::memory_report() const {
   Impl& I = *impl_;
   I.track_memory();
   CudaMemoryReport r;
   r.weights = I.weight_bytes;
   r.kv_cache = I.kc.bytes() + I.vc.bytes();
-  r.workspace = I.partial.bytes() + I.ws.bytes() + I.cublas_ws.bytes();
+  r.workspace = I.partial.bytes() + I.ws.bytes() + I.cublas_ws.bytes() + I.sample_ws.bytes();
   r.activations = I.x.bytes() + I.xb.bytes() + I.q.bytes() + I.k.bytes() + I.v.bytes() + I.att.bytes() + I.y.bytes() +
                   I.g.bytes() + I.u.bytes() + I.logits_h.bytes() + I.logits_f.bytes() + I.io.bytes() + I.rope.bytes();
   r.device_total = I.mem_total;

@@ -13,6 +13,7 @@
 
 #include "runtime/cuda_plan.h"
 #include "runtime/model.h"
+#include "runtime/sampler.h"
 
 namespace slm {
 
@@ -49,6 +50,14 @@ class CudaSession {
   const std::vector<float>& all_logits() const { return all_logits_; }
   // Greedy next token, computed on the device from the last logits of the latest eval.
   int32_t argmax_last();
+  // Sampled next token, computed on the device from the last logits of the latest eval: the
+  // token Sampler(p).sample(last_logits(), {}) returns when its uniform draw is u (one
+  // std::uniform_real_distribution<double>(0, 1) draw from a mt19937_64, as Sampler makes; the
+  // caller owns the generator), up to the exp rounding noted in kernels/layout/sample_layout.h.
+  // Temperature <= 0 is argmax_last(). Requires 1 <= p.top_k <= 128 (layout::kSampleMaxTopK)
+  // and no repetition penalty (p.repeat_penalty == 1 or p.repeat_last_n == 0): it has no
+  // history. Throws slm::Error otherwise. No allocation; one int is copied back.
+  int32_t sample_last(const SamplerParams& p, double u);
   int64_t n_past() const { return n_past_; }
   int64_t n_ctx() const { return opts_.n_ctx; }
   int64_t n_vocab() const { return model_.config().n_vocab; }

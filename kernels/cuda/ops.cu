@@ -6,6 +6,7 @@
 
 #include "kernels/cuda/ops_cuda.h"
 #include "kernels/layout/gguf_layout.h"
+#include "kernels/layout/sample_layout.h"
 
 namespace slm::cuda::ops {
 namespace {
@@ -269,6 +270,126 @@ __global__ void __launch_bounds__(kArgmaxThreads) argmax_kernel(const float* __r
   }
 }
 
+// ---- top-k sampling: two passes over one row of logits (kernels/layout/sample_layout.h) ----
+// Pass 1: block b keeps the top k of its slice of the vocabulary; pass 2: one block keeps the top
+// k of those blocks x k candidates and samples from them. Both run block_topk: a shared buffer
+// holds the running top k, sorted, in [0, k); each round of kSampleThreads entries appends the
+// entries that beat the current k-th (the threshold) from slot k on, and the buffer is sorted
+// (bitonic, best first) when the next round might not fit and at the end. After the first sort
+// the threshold is high, so few entries are appended and most rounds are a load and a compare.
+// The slot an entry gets (atomicAdd) varies from run to run; the result does not, because the
+// order (layout::cand_before) is total.
+
+struct TopkSmem {
+  float v[layout::kSampleBuf];
+  int32_t id[layout::kSampleBuf];
+  int fill;
+};
+
+__device__ __forceinline__ float neg_inf() { return __int_as_float(int(0xff800000u)); }
+
+// Sorts the used prefix of the buffer, then pads [k, end) again and empties the append area.
+// Every thread reads `fill` before the barrier that precedes any write of it.
+__device__ void topk_flush(TopkSmem& s, int k) {
+  const int span = layout::sample_sort_span(k + s.fill);
+  __syncthreads();
+  for (int size = 2; size <= span; size <<= 1)
+    for (int j = size >> 1; j > 0; j >>= 1) {
+      if (int(threadIdx.x) < span / 2) layout::bitonic_step(s.v, s.id, int(threadIdx.x), size, j);
+      __syncthreads();
+    }
+  for (int i = k + int(threadIdx.x); i < layout::kSampleBuf; i += layout::kSampleThreads) {
+    s.v[i] = neg_inf();
+    s.id[i] = layout::kSamplePadId;
+  }
+  if (threadIdx.x == 0) s.fill = 0;
+  __syncthreads();
+}
+
+// Top k (k <= kSampleMaxTopK) of entries 0..count-1, load(i, value, id), into s.v/s.id[0, k);
+// slots the entries cannot fill stay pads.
+template <class Load>
+__device__ void block_topk(TopkSmem& s, int64_t count, int k, Load load) {
+  for (int i = int(threadIdx.x); i < layout::kSampleBuf; i += layout::kSampleThreads) {
+    s.v[i] = neg_inf();
+    s.id[i] = layout::kSamplePadId;
+  }
+  if (threadIdx.x == 0) s.fill = 0;
+  __syncthreads();
+  for (int64_t base = 0; base < count; base += layout::kSampleThreads) {
+    // Every thread reads fill before any thread of this round appends (and changes it).
+    const bool flush = layout::sample_flush_before_round(s.fill, k);
+    __syncthreads();
+    if (flush) topk_flush(s, k);
+    const float tv = s.v[k - 1];
+    const int32_t ti = s.id[k - 1];
+    const int64_t i = base + int64_t(threadIdx.x);
+    if (i < count) {
+      float x;
+      int32_t xi;
+      load(i, x, xi);
+      if (layout::cand_before(x, xi, tv, ti)) {
+        const int slot = atomicAdd(&s.fill, 1);
+        s.v[k + slot] = x;
+        s.id[k + slot] = xi;
+      }
+    }
+    __syncthreads();
+  }
+  if (s.fill > 0) topk_flush(s, k);
+}
+
+__global__ void __launch_bounds__(layout::kSampleThreads)
+    topk_pass1_kernel(const float* __restrict__ x, int64_t n, int k, float* __restrict__ cv, int32_t* __restrict__ ci) {
+  __shared__ TopkSmem s;
+  int64_t b0, b1;
+  layout::sample_slice(n, int(gridDim.x), int(blockIdx.x), b0, b1);
+  block_topk(s, b1 - b0, k, [&](int64_t i, float& v, int32_t& id) {
+    v = x[b0 + i];
+    id = int32_t(b0 + i);
+  });
+  for (int i = int(threadIdx.x); i < k; i += layout::kSampleThreads) {
+    cv[int64_t(blockIdx.x) * k + i] = s.v[i];
+    ci[int64_t(blockIdx.x) * k + i] = s.id[i];
+  }
+}
+
+// One block: the global top k, then layout::sample_sorted's steps with one thread per candidate
+// for the elementwise ones (exp, normalization) and thread 0 for the ordered double sums, the
+// top-p / min-p cuts and the draw, so every sum runs in Sampler's order.
+__global__ void __launch_bounds__(layout::kSampleThreads)
+    topk_sample_kernel(const float* __restrict__ cv, const int32_t* __restrict__ ci, int blocks, int64_t n,
+                       layout::SampleConfig c, double u, int32_t* __restrict__ out) {
+  __shared__ TopkSmem s;
+  __shared__ float p[layout::kSampleMaxTopK];
+  __shared__ double sum;
+  __shared__ int kept;
+  const int k = c.top_k;
+  block_topk(s, int64_t(blocks) * k, k, [&](int64_t i, float& v, int32_t& id) {
+    v = cv[i];
+    id = ci[i];
+  });
+  const int t = int(threadIdx.x);
+  int m = int(min(int64_t(k), n));
+  const float mx = s.v[0];
+  if (t < m) p[t] = layout::softmax_term(s.v[t], mx, 1.f);
+  __syncthreads();
+  if (t == 0) sum = layout::sum_terms(p, m);
+  __syncthreads();
+  if (t < m) p[t] = layout::normalize_term(p[t], sum);
+  __syncthreads();
+  if (t == 0) kept = layout::min_p_keep(p, layout::top_p_keep(p, m, c.top_p), c.min_p);
+  __syncthreads();
+  m = kept;
+  if (t < m) p[t] = layout::softmax_term(s.v[t], mx, c.temperature);
+  __syncthreads();
+  if (t == 0) sum = layout::sum_terms(p, m);
+  __syncthreads();
+  if (t < m) p[t] = layout::normalize_term(p[t], sum);
+  __syncthreads();
+  if (t == 0) *out = layout::draw_candidate(p, s.id, m, u);
+}
+
 }  // namespace
 
 cudaError_t get_rows(uint32_t type, const void* table, int64_t row_bytes, int64_t cols, const int32_t* ids,
@@ -334,6 +455,17 @@ cudaError_t f16_to_f32(const __half* in, float* out, int64_t n, cudaStream_t s) 
 
 cudaError_t argmax(const float* x, int64_t n, int32_t* out, cudaStream_t s) {
   argmax_kernel<<<1, kArgmaxThreads, 0, s>>>(x, n, out);
+  return cudaGetLastError();
+}
+
+cudaError_t sample_top_k(const float* logits, int64_t n, const layout::SampleConfig& c, double u, int blocks,
+                         void* ws, int32_t* out, cudaStream_t s) {
+  float* cv = static_cast<float*>(ws);
+  int32_t* ci = reinterpret_cast<int32_t*>(cv + size_t(blocks) * layout::kSampleMaxTopK);
+  topk_pass1_kernel<<<unsigned(blocks), layout::kSampleThreads, 0, s>>>(logits, n, c.top_k, cv, ci);
+  const cudaError_t e = cudaGetLastError();
+  if (e != cudaSuccess) return e;
+  topk_sample_kernel<<<1, layout::kSampleThreads, 0, s>>>(cv, ci, blocks, n, c, u, out);
   return cudaGetLastError();
 }
 

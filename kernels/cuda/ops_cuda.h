@@ -1,6 +1,6 @@
 // The non-matrix CUDA kernels of the whole-model backend (runtime/cuda_session.cpp): embedding
 // row lookup, RMSNorm, RoPE, KV-cache append, split-K flash attention with GQA, SwiGLU, residual
-// add, FP16->FP32 logits and greedy argmax. Raw launchers: no argument checks (nvcc cannot
+// add, FP16->FP32 logits, greedy argmax and top-k sampling. Raw launchers: no argument checks (nvcc cannot
 // compile fmt, so this header stays free of core/error.h); each returns cudaGetLastError() for
 // the caller's CUDA_CHECK, and the caller validates shapes once (CudaSession's constructor,
 // runtime/cuda_plan.h). Positions are read from device memory (`pos0` = the cache length before
@@ -10,6 +10,8 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+
+#include "kernels/layout/sample_layout.h"
 
 namespace slm::cuda::ops {
 
@@ -66,5 +68,18 @@ cudaError_t f16_to_f32(const __half* in, float* out, int64_t n, cudaStream_t s);
 // *out = index of the largest of x[0..n) (the first one on ties; NaNs are never chosen unless
 // all are NaN, then 0).
 cudaError_t argmax(const float* x, int64_t n, int32_t* out, cudaStream_t s);
+
+// Bytes of the candidate workspace sample_top_k needs with `blocks` first-pass blocks
+// (layout::sample_blocks): kSampleMaxTopK (logit, id) pairs per block.
+inline size_t sample_workspace_bytes(int blocks) {
+  return size_t(blocks) * size_t(layout::kSampleMaxTopK) * (sizeof(float) + sizeof(int32_t));
+}
+// *out = the token slm::Sampler picks from x[0..n) for c (1 <= c.top_k <= kSampleMaxTopK,
+// temperature > 0, no repetition penalty) and the uniform draw u in [0, 1); see
+// kernels/layout/sample_layout.h for what matches exactly. Two launches: `blocks` blocks of
+// kSampleThreads each keep the top k of a slice of x in `ws`, then one block keeps the global
+// top k and samples. No NaNs in x.
+cudaError_t sample_top_k(const float* x, int64_t n, const layout::SampleConfig& c, double u, int blocks, void* ws,
+                         int32_t* out, cudaStream_t s);
 
 }  // namespace slm::cuda::ops

@@ -4,6 +4,7 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <limits>
 #include <random>
@@ -14,6 +15,7 @@
 #include "kernels/cuda/ops_cuda.h"
 #include "kernels/quant/types.h"
 #include "runtime/ops.h"
+#include "runtime/sampler.h"
 
 using namespace slm;
 using slm::cuda::DeviceBuffer;
@@ -282,4 +284,53 @@ TEST_CASE("cuda ops: argmax picks the first maximum") {
   DeviceBuffer ds = to_dev(small);
   CUDA_CHECK(cops::argmax(ds.as<float>(), 3, dout.as<int32_t>(), nullptr));
   CHECK(from_dev<int32_t>(dout, 1)[0] == 1);
+}
+
+TEST_CASE("cuda ops: top-k sampling picks slm::Sampler's token for the same uniform draw") {
+  SLM_REQUIRE_CUDA_OPS();
+  std::mt19937 rng(11);
+  const int sm = cuda::current_device_info().sm_count;
+  const int max_blocks = layout::kSampleMaxBlocks;
+  DeviceBuffer ws(cops::sample_workspace_bytes(max_blocks)), dout(4);
+  int draws = 0, mismatches = 0;
+  // Logits: Gaussian; heavy ties (quarter steps, equal values in different first-pass slices);
+  // Gaussian with a fifth at -inf; a short row (one partial block).
+  for (int variant = 0; variant < 4; ++variant) {
+    const int64_t n = variant == 3 ? 1000 : 128256;
+    std::vector<float> x = randn(size_t(n), rng, 3.f);
+    if (variant == 1)
+      for (float& v : x) v = std::round(v * 4.f) / 4.f;
+    if (variant == 2)
+      for (size_t i = 0; i < x.size(); i += 5) x[i] = -std::numeric_limits<float>::infinity();
+    DeviceBuffer dx = to_dev(x);
+    for (int blocks : {layout::sample_blocks(n, sm), 1, max_blocks}) {
+      for (int c = 0; c < 64; ++c) {
+        SamplerParams sp;
+        sp.top_k = c % 4 == 0 ? int32_t(1 + rng() % layout::kSampleMaxTopK) : std::array<int32_t, 4>{1, 40, 100, 128}[c % 4];
+        sp.temperature = std::array<float, 5>{0.05f, 0.5f, 0.8f, 1.f, 3.f}[rng() % 5];
+        sp.top_p = std::array<float, 4>{1.f, 0.95f, 0.5f, 1e-6f}[rng() % 4];
+        sp.min_p = std::array<float, 4>{0.f, 0.05f, 0.3f, 1.f}[rng() % 4];
+        sp.repeat_penalty = 1.f;
+        sp.seed = rng();
+        Sampler host(sp, n);
+        std::mt19937_64 gen(sp.seed);  // Sampler's generator, replayed: its draws are the u's
+        std::uniform_real_distribution<double> U(0.0, 1.0);
+        const layout::SampleConfig cfg{sp.top_k, sp.temperature, sp.top_p, sp.min_p};
+        for (int d = 0; d < 4; ++d) {
+          const int32_t want = host.sample(x, {});
+          const double u = U(gen);
+          CUDA_CHECK(cops::sample_top_k(dx.as<float>(), n, cfg, u, blocks, ws.get(), dout.as<int32_t>(), nullptr));
+          const int32_t got = from_dev<int32_t>(dout, 1)[0];
+          ++draws;
+          if (got != want) {
+            ++mismatches;
+            INFO("variant " << variant << " blocks " << blocks << " k " << sp.top_k << " temp " << sp.temperature
+                            << " top_p " << sp.top_p << " min_p " << sp.min_p << " u " << u);
+            CHECK(got == want);
+          }
+        }
+      }
+    }
+  }
+  MESSAGE(draws << " device draws, " << mismatches << " differ from slm::Sampler");
 }

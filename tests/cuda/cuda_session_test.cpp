@@ -87,6 +87,13 @@ void compare_with_cpu(const Model& m, Bounds b, const char* what) {
     CHECK(e <= b.decode);
     // The device argmax reads the very logits that were copied back.
     CHECK(gpu.argmax_last() == argmax(std::span<const float>(gpu.last_logits(), size_t(V))));
+    // So does the device sampler: Sampler's token for the same logits and uniform draw.
+    const SamplerParams sp{.temperature = 0.9f, .top_k = 40, .top_p = 0.95f, .min_p = 0.05f, .repeat_penalty = 1.f,
+                           .seed = uint64_t(100 + step)};
+    Sampler host(sp, V);
+    std::mt19937_64 gen(sp.seed);
+    const double u = std::uniform_real_distribution<double>(0.0, 1.0)(gen);
+    CHECK(gpu.sample_last(sp, u) == host.sample(std::span<const float>(gpu.last_logits(), size_t(V)), {}));
   }
   INFO("graph error: " << gpu.graph_error());
   CHECK(gpu.graph_captured());
