@@ -515,11 +515,8 @@ int32_t CudaSession::argmax_last() {
 int32_t CudaSession::sample_last(const SamplerParams& p, double u) {
   SLM_CHECK(p.repeat_penalty == 1.f || p.repeat_last_n == 0,
             "cuda: sample_last applies no repetition penalty (it has no history); sample on the host instead");
+  validate(p);  // Sampler's own checks first
   if (p.temperature <= 0.f) return argmax_last();
-  // Sampler's own parameter checks, plus the device's top-k range.
-  SLM_CHECK(std::isfinite(p.temperature), "temperature must be a finite number");
-  SLM_CHECK(p.top_p > 0.f && std::isfinite(p.top_p), "top-p must be > 0 (1 or more disables it)");
-  SLM_CHECK(p.min_p >= 0.f && p.min_p <= 1.f, "min-p must be in [0, 1]");
   SLM_CHECK(p.top_k >= 1 && p.top_k <= layout::kSampleMaxTopK,
             "cuda: sample_last needs top-k in [1, {}] (got {}); sample on the host instead", layout::kSampleMaxTopK,
             p.top_k);

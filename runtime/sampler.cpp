@@ -14,12 +14,16 @@ int32_t argmax(std::span<const float> v) {
   return best;
 }
 
-Sampler::Sampler(const SamplerParams& p, int64_t n_vocab) : p_(p), rng_(p.seed) {
+void validate(const SamplerParams& p) {
   SLM_CHECK(std::isfinite(p.temperature), "temperature must be a finite number");
   SLM_CHECK(p.top_p > 0.f && std::isfinite(p.top_p), "top-p must be > 0 (1 or more disables it)");
   SLM_CHECK(p.min_p >= 0.f && p.min_p <= 1.f, "min-p must be in [0, 1]");
   SLM_CHECK(p.repeat_penalty > 0.f && std::isfinite(p.repeat_penalty), "repeat penalty must be > 0");
   SLM_CHECK(p.repeat_last_n >= 0, "repeat-last-n must be >= 0");
+}
+
+Sampler::Sampler(const SamplerParams& p, int64_t n_vocab) : p_(p), rng_(p.seed) {
+  validate(p);
   cand_.resize(size_t(n_vocab));
   logits_.resize(size_t(n_vocab));
   probs_.resize(size_t(n_vocab));

@@ -19,6 +19,11 @@ struct SamplerParams {
   uint64_t seed = 0xC0FFEE;
 };
 
+// Throws slm::Error for parameters no sampler accepts (non-finite temperature, top-p <= 0,
+// min-p outside [0, 1], bad repetition settings). Sampler's constructor and the CUDA session's
+// device sampler both call it.
+void validate(const SamplerParams& p);
+
 class Sampler {
  public:
   Sampler(const SamplerParams& p, int64_t n_vocab);
